@@ -1,0 +1,2 @@
+//! cargo xtask: the project's test, bench and matrix commands.
+fn main() {}
