@@ -1,0 +1,1 @@
+//! Messaging for multiproc. Helper C fills this in.
