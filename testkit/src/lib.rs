@@ -255,12 +255,12 @@ fn start_spawn(case: &str, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result
                 }
                 high[i] = h;
             }
-            for i in 0..raw.len() {
+            for (i, h) in high.iter().take(raw.len()).enumerate() {
                 // dup2 clears CLOEXEC on the target, so it survives the exec.
-                if libc::dup2(high[i], FIRST_FD + i as RawFd) == -1 {
+                if libc::dup2(*h, FIRST_FD + i as RawFd) == -1 {
                     return Err(io::Error::last_os_error());
                 }
-                libc::close(high[i]);
+                libc::close(*h);
             }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
             Ok(())
