@@ -1,2 +1,53 @@
-//! cargo xtask: the project's test, bench and matrix commands.
-fn main() {}
+//! `cargo xtask`: the project's own commands, with nothing to install.
+//!
+//! - `cargo xtask test [--only <crate>]` — the whole check, as CI runs it.
+//! - `cargo xtask bench [--quick] [--filter <re>]` — the criterion benchmarks.
+//! - `cargo xtask matrix [--only <crate>]` — crates × start methods × feature sets × targets.
+//! - `cargo xtask tidy` — the source policy checks alone.
+
+mod bench;
+mod examples;
+mod matrix;
+mod test;
+mod tidy;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  test   [--only <crate>]            fmt, tidy, clippy, tests, loom models, examples, benches
+                                     build, docs; a summary table; non-zero exit on failure
+  bench  [--quick] [--filter <re>]   run the criterion benchmarks
+  matrix [--only <crate>]            crates x start methods x feature sets x targets
+  tidy                               source policy checks (//! headers, SAFETY comments, stubs)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        "matrix" => matrix::run(rest),
+        "tidy" => tidy::run_cli(),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
