@@ -322,6 +322,18 @@ extern "C" fn on_alarm(_: libc::c_int) {
     }
 }
 
+/// Registers `cases` and, in a child re-executed by [`start`] with [`Method::Spawn`], runs the
+/// requested case and exits; in any other process it returns at once.
+///
+/// Call it first in `main` of a program (an example, say) that starts cases in children
+/// without being a test binary; [`main`] does the same for test binaries.
+pub fn dispatch(cases: &[(&'static str, CaseFn)]) {
+    let _ = CASES.set(cases.to_vec());
+    if let Some(case) = std::env::var_os(ENV_CASE) {
+        std::process::exit(child_main(case));
+    }
+}
+
 /// The entry point of a `harness = false` cross-process test binary.
 ///
 /// In a re-executed child it runs the requested case and exits. Otherwise it runs every test
@@ -329,11 +341,7 @@ extern "C" fn on_alarm(_: libc::c_int) {
 /// as `--nocapture` are accepted and ignored, `--list` lists), each with a hard time limit,
 /// prints libtest-style lines, and exits non-zero if any failed.
 pub fn main(cases: &[(&'static str, CaseFn)], tests: &[(&'static str, TestFn)]) {
-    let _ = CASES.set(cases.to_vec());
-
-    if let Some(case) = std::env::var_os(ENV_CASE) {
-        std::process::exit(child_main(case));
-    }
+    dispatch(cases);
 
     let mut filters = Vec::new();
     let mut list = false;
