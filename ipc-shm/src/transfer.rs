@@ -167,6 +167,53 @@ enum Table {
 
 thread_local! {
     static TABLE: RefCell<Option<Table>> = const { RefCell::new(None) };
+    /// The last error a handle reported through [`ser_error`]/[`de_error`], so that
+    /// [`encode`]/[`decode`] can return it instead of serde's bare "custom error".
+    static LAST_ERROR: RefCell<Option<TransferError>> = const { RefCell::new(None) };
+}
+
+fn record(e: &TransferError) {
+    let copy = match e {
+        TransferError::NotInTransfer { what } => TransferError::NotInTransfer { what },
+        TransferError::MissingFd { index, received } => TransferError::MissingFd {
+            index: *index,
+            received: *received,
+        },
+        TransferError::UnusedFds { unused, received } => TransferError::UnusedFds {
+            unused: *unused,
+            received: *received,
+        },
+        TransferError::TooManyFds { count } => TransferError::TooManyFds { count: *count },
+        TransferError::WrongKind { what, detail } => TransferError::WrongKind {
+            what,
+            detail: detail.clone(),
+        },
+        TransferError::Codec(m) => TransferError::Codec(m.clone()),
+        TransferError::Io(e) => TransferError::Io(io::Error::new(e.kind(), e.to_string())),
+    };
+    let _ = LAST_ERROR.try_with(|l| *l.borrow_mut() = Some(copy));
+}
+
+fn take_last_error() -> Option<TransferError> {
+    LAST_ERROR
+        .try_with(|l| l.borrow_mut().take())
+        .ok()
+        .flatten()
+}
+
+/// Turns a handle's [`TransferError`] into a serializer error, remembering it so that
+/// [`encode`] returns the precise error rather than serde's generic one.
+pub fn ser_error<E: serde::ser::Error>(e: TransferError) -> E {
+    record(&e);
+    E::custom(e)
+}
+
+/// Turns a handle's [`TransferError`] into a deserializer error, remembering it so that
+/// [`decode`] returns the precise error (a [`TransferError::WrongKind`] descriptor, say)
+/// rather than serde's generic one.
+pub fn de_error<E: serde::de::Error>(e: TransferError) -> E {
+    record(&e);
+    E::custom(e)
 }
 
 /// Restores the previous table when a scope ends, also on unwind.
@@ -319,7 +366,7 @@ pub fn serialize_fd<S: Serializer>(
     what: &'static str,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let index = push_fd(fd, what).map_err(serde::ser::Error::custom)?;
+    let index = push_fd(fd, what).map_err(ser_error)?;
     index.serialize(serializer)
 }
 
@@ -327,12 +374,13 @@ pub fn serialize_fd<S: Serializer>(
 /// of that descriptor: the `Deserialize` half of a handle that wraps one descriptor.
 pub fn deserialize_fd<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::Error> {
     let index = u32::deserialize(deserializer)?;
-    take_fd(index, "handle").map_err(serde::de::Error::custom)
+    take_fd(index, "handle").map_err(de_error)
 }
 
 /// Serializes `value` with postcard inside a transfer scope: the bytes and the descriptors to
 /// send with them.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>), TransferError> {
+    take_last_error();
     let (bytes, fds) = collect_fds(|| postcard::to_allocvec(value));
     let bytes = bytes.map_err(|e| codec_error(e, "encode"))?;
     Ok((bytes, fds))
@@ -350,6 +398,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
         }
     }
     let start = out.len();
+    take_last_error();
     let (res, fds) = collect_fds(|| postcard::to_extend(value, Appender(out)).map(|_| ()));
     match res {
         Ok(()) => Ok(fds),
@@ -363,6 +412,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
 /// Deserializes a postcard `value` with `fds` installed. Trailing bytes, missing descriptors and
 /// descriptors referenced by nothing are errors: the message does not match what was expected.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, TransferError> {
+    take_last_error();
     let (res, check) = install_fds(fds, || postcard::take_from_bytes::<T>(bytes));
     let (value, rest) = res.map_err(|e| codec_error(e, "decode"))?;
     if !rest.is_empty() {
@@ -379,9 +429,9 @@ fn codec_error(e: postcard::Error, op: &str) -> TransferError {
     // A handle that refused (NotInTransfer, MissingFd, ...) reports through serde's custom
     // error, which postcard keeps only as a category; say what we can.
     match e {
-        postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom => TransferError::Codec(
+        postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom => take_last_error().unwrap_or_else(|| TransferError::Codec(
             format!("{op}: a handle inside the value could not be transferred (outside a transfer scope, or its descriptor is missing or of the wrong kind)"),
-        ),
+        )),
         other => TransferError::Codec(format!("{op}: {other}")),
     }
 }
@@ -519,7 +569,16 @@ mod tests {
         let mut short = fds;
         short.pop();
         let err = decode::<(H, H)>(&bytes, short).unwrap_err();
-        assert!(matches!(err, TransferError::Codec(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                TransferError::MissingFd {
+                    index: 1,
+                    received: 1
+                }
+            ),
+            "{err}"
+        );
         // one too many
         let (bytes, mut fds) = encode(&H(devnull())).unwrap();
         fds.push(devnull());
