@@ -1,0 +1,292 @@
+//! Untrusted input: garbage, truncated, oversized frames and wrong descriptor counts written
+//! straight into a socket, and a proptest feeding random bytes to the frame decoder.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use ipc_channel_core::{Connection, Error};
+use proptest::prelude::*;
+
+/// A frame header as the crate writes it: magic, kind, reserved, descriptor count, length.
+fn header(kind: u8, fds: u32, len: u64) -> Vec<u8> {
+    let mut h = b"mp".to_vec();
+    h.push(kind);
+    h.push(0);
+    h.extend_from_slice(&fds.to_le_bytes());
+    h.extend_from_slice(&len.to_le_bytes());
+    h
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = header(0, 0, payload.len() as u64);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A raw socket we write into and the `Connection` reading the other end.
+fn raw_pair() -> (UnixStream, Connection) {
+    let (raw, theirs) = UnixStream::pair().unwrap();
+    (raw, Connection::from_fd(OwnedFd::from(theirs)).unwrap())
+}
+
+fn devnull() -> OwnedFd {
+    OwnedFd::from(std::fs::File::open("/dev/null").unwrap())
+}
+
+#[test]
+fn garbage_is_bad_frame_then_broken() {
+    let (mut raw, conn) = raw_pair();
+    raw.write_all(b"this is not a multiproc frame at all")
+        .unwrap();
+    raw.write_all(&frame(b"valid, but after garbage")).unwrap();
+    assert!(matches!(conn.recv_bytes(), Err(Error::BadFrame(_))));
+    // Never misreads what follows: the connection stays unusable.
+    assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
+    assert!(matches!(conn.recv::<u8>(), Err(Error::Broken)));
+    assert!(matches!(conn.send(&1u8), Err(Error::Broken)));
+}
+
+#[test]
+fn truncated_header_and_payload() {
+    let (mut raw, conn) = raw_pair();
+    raw.write_all(&header(0, 0, 100)[..5]).unwrap();
+    drop(raw);
+    assert!(matches!(
+        conn.recv_bytes(),
+        Err(Error::TruncatedFrame {
+            expected: 16,
+            got: 5
+        })
+    ));
+
+    let (mut raw, conn) = raw_pair();
+    raw.write_all(&frame(b"whole")).unwrap();
+    raw.write_all(&header(0, 0, 100)).unwrap();
+    raw.write_all(&[7; 10]).unwrap();
+    drop(raw);
+    assert_eq!(conn.recv_bytes().unwrap(), b"whole");
+    assert!(matches!(
+        conn.recv_bytes(),
+        Err(Error::TruncatedFrame {
+            expected: 116,
+            got: 26
+        })
+    ));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
+}
+
+#[test]
+fn clean_eof_between_frames_is_eof() {
+    let (mut raw, conn) = raw_pair();
+    raw.write_all(&frame(b"last")).unwrap();
+    drop(raw);
+    assert_eq!(conn.recv_bytes().unwrap(), b"last");
+    assert!(matches!(conn.recv_bytes(), Err(Error::Eof)));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Eof)));
+}
+
+#[test]
+fn oversized_length_is_refused_before_allocating() {
+    let (mut raw, conn) = raw_pair();
+    // 1 TiB announced: refused at once, without waiting for (or allocating) the payload.
+    raw.write_all(&header(0, 0, 1 << 40)).unwrap();
+    let t = Instant::now();
+    match conn.recv_bytes() {
+        Err(Error::TooLarge { len, max }) => {
+            assert_eq!(len, 1 << 40);
+            assert_eq!(max, ipc_channel_core::DEFAULT_MAX_MESSAGE_SIZE);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
+
+    // u64::MAX with the maximum lifted: still an error, never an overflow or a panic.
+    let (mut raw, conn) = raw_pair();
+    conn.set_max_message_size(u64::MAX).unwrap();
+    raw.write_all(&header(0, 0, u64::MAX)).unwrap();
+    assert!(matches!(conn.recv_bytes(), Err(Error::TooLarge { .. })));
+}
+
+#[test]
+fn lying_length_does_not_allocate_ahead_of_data() {
+    // 512 MiB announced (under the 1 GiB default), 1 KiB sent, then EOF: a truncation error,
+    // and the process did not need 512 MiB to find out.
+    let (mut raw, conn) = raw_pair();
+    raw.write_all(&header(0, 0, 512 << 20)).unwrap();
+    raw.write_all(&[1; 1024]).unwrap();
+    drop(raw);
+    assert!(matches!(
+        conn.recv_bytes(),
+        Err(Error::TruncatedFrame { got: 1040, .. })
+    ));
+}
+
+#[test]
+fn announced_fds_missing() {
+    let (mut raw, conn) = raw_pair();
+    let mut f = header(0, 1, 1);
+    f.push(0);
+    raw.write_all(&f).unwrap();
+    assert!(matches!(
+        conn.recv::<u32>(),
+        Err(Error::MissingFds {
+            expected: 1,
+            received: 0
+        })
+    ));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
+}
+
+#[test]
+fn fewer_fds_than_announced() {
+    let (raw, conn) = raw_pair();
+    let mut f = header(0, 2, 1);
+    f.push(0);
+    let d = devnull();
+    ipc_shm::transfer::send_with_fds(raw.as_fd(), &f, &[d.as_fd()]).unwrap();
+    assert!(matches!(
+        conn.recv_bytes(),
+        Err(Error::MissingFds {
+            expected: 2,
+            received: 1
+        })
+    ));
+}
+
+#[test]
+fn unannounced_fds_are_detected() {
+    let (mut raw, conn) = raw_pair();
+    let d = devnull();
+    // A frame that announces none but carries one, then a normal frame.
+    ipc_shm::transfer::send_with_fds(raw.as_fd(), &frame(b"a"), &[d.as_fd()]).unwrap();
+    raw.write_all(&frame(b"b")).unwrap();
+    let first = conn.recv_bytes();
+    let second = conn.recv_bytes();
+    // The first frame may be delivered (its descriptor could belong to a later frame in the
+    // same read); by the next frame the stray descriptor is reported, and never misattributed.
+    match (first, second) {
+        (Ok(a), Err(Error::UnexpectedFds { count: 1 })) => assert_eq!(a, b"a"),
+        (Err(Error::UnexpectedFds { count: 1 }), Err(Error::Broken)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn more_fds_than_announced() {
+    let (raw, conn) = raw_pair();
+    let (d1, d2) = (devnull(), devnull());
+    let mut f = header(0, 1, 1);
+    f.push(0);
+    ipc_shm::transfer::send_with_fds(raw.as_fd(), &f, &[d1.as_fd(), d2.as_fd()]).unwrap();
+    assert!(matches!(
+        conn.recv_bytes(),
+        Err(Error::UnexpectedFds { count: 1 })
+    ));
+}
+
+#[test]
+fn undecodable_payload_keeps_the_stream() {
+    let (mut raw, conn) = raw_pair();
+    raw.write_all(&frame(&[0xff; 3])).unwrap(); // not a valid varint-encoded u64 + nothing
+    raw.write_all(&frame(&[5])).unwrap();
+    assert!(matches!(conn.recv::<(u64, u64)>(), Err(Error::Decode(_))));
+    assert_eq!(conn.recv::<u8>().unwrap(), 5);
+}
+
+#[test]
+fn handshake_frame_in_data_stream_is_bad_frame() {
+    let (mut raw, conn) = raw_pair();
+    let mut f = header(1, 0, 2);
+    f.extend_from_slice(&[1, 0]);
+    raw.write_all(&f).unwrap();
+    assert!(matches!(conn.recv_bytes(), Err(Error::BadFrame(_))));
+}
+
+#[test]
+fn partial_frame_survives_a_timeout() {
+    let (mut raw, conn) = raw_pair();
+    let f = frame(b"split across a timeout");
+    raw.write_all(&f[..20]).unwrap();
+    assert!(matches!(
+        conn.recv_bytes_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(conn.try_recv_bytes(), Err(Error::Timeout)));
+    raw.write_all(&f[20..]).unwrap();
+    assert_eq!(conn.recv_bytes().unwrap(), b"split across a timeout");
+}
+
+#[test]
+fn non_socket_is_invalid_handle() {
+    assert!(matches!(
+        Connection::from_fd(devnull()),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+/// Feeds `bytes` (closing afterwards) to a connection and reads until an error. Returns the
+/// payloads received and the first error.
+fn feed(bytes: &[u8], max: u64) -> (Vec<Vec<u8>>, Error) {
+    let (mut raw, conn) = raw_pair();
+    conn.set_max_message_size(max).unwrap();
+    let writer = {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = raw.write_all(&bytes);
+        })
+    };
+    let mut got = Vec::new();
+    let err = loop {
+        match conn.recv_bytes() {
+            Ok(p) => got.push(p),
+            Err(e) => break e,
+        }
+    };
+    writer.join().unwrap();
+    // After any error, the connection never yields a message again.
+    match conn.recv_bytes() {
+        Err(Error::Broken) => assert!(!matches!(err, Error::Eof)),
+        Err(Error::Eof) => assert!(matches!(err, Error::Eof)),
+        other => panic!("after {err:?}: {other:?}"),
+    }
+    (got, err)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let (_, err) = feed(&bytes, 1 << 20);
+        prop_assert!(matches!(
+            err,
+            Error::Eof
+                | Error::BadFrame(_)
+                | Error::TruncatedFrame { .. }
+                | Error::TooLarge { .. }
+                | Error::MissingFds { .. }
+        ), "{:?}", err);
+    }
+
+    #[test]
+    fn valid_frames_then_random_tail(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
+        tail in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut bytes = Vec::new();
+        for p in &payloads {
+            bytes.extend_from_slice(&frame(p));
+        }
+        bytes.extend_from_slice(&tail);
+        let (got, err) = feed(&bytes, 1 << 20);
+        // Every valid frame before the tail arrives intact and in order.
+        prop_assert!(got.len() >= payloads.len());
+        prop_assert_eq!(&got[..payloads.len()], &payloads[..]);
+        if tail.is_empty() {
+            prop_assert!(matches!(err, Error::Eof));
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Cross-process tests of `Connection`/`Pipe` and `Listener`/`Client`, in real child processes
+//! under every start method `testkit::methods()` names.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use ipc_channel_core::{Address, Client, Connection, Error, Listener, Pipe};
+use ipc_shm::transfer;
+use testkit::Exit;
+
+fn decode<T: serde::de::DeserializeOwned>(payload: &[u8], fds: Vec<OwnedFd>) -> T {
+    transfer::decode(payload, fds).expect("decode the case argument")
+}
+
+fn start<T: serde::Serialize>(method: testkit::Method, case: &str, arg: &T) -> testkit::Child {
+    let (bytes, fds) = transfer::encode(arg).unwrap();
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    testkit::start(method, case, &bytes, &borrowed).unwrap()
+}
+
+fn wait_ok(child: &mut testkit::Child) {
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(60)).unwrap(),
+        Some(Exit::Code(0))
+    );
+}
+
+// --- seed (e): a child sends "hello" through a Pipe --------------------------------------
+
+fn case_send_hello(payload: &[u8], fds: Vec<OwnedFd>) {
+    let conn: Connection = decode(payload, fds);
+    conn.send(&"hello".to_string()).unwrap();
+}
+
+fn test_child_sends_hello() {
+    for method in testkit::methods() {
+        let (parent_end, child_end) = Pipe::new().unwrap();
+        let mut child = start(method, "send_hello", &child_end);
+        // The parent may close its copy of the child's end right after starting it.
+        drop(child_end);
+        let got: String = parent_end.recv().unwrap();
+        println!("{got}");
+        assert_eq!(got, "hello");
+        wait_ok(&mut child);
+        // The child exited: its end is gone, so the parent sees end of file.
+        assert!(matches!(parent_end.recv::<String>(), Err(Error::Eof)));
+    }
+}
+
+// --- a Connection sent through a Connection to an already-running process ---------------
+
+fn case_echo_server(payload: &[u8], fds: Vec<OwnedFd>) {
+    let control: Connection = decode(payload, fds);
+    // Receive connections until told to stop (under fork this process holds a copy of the
+    // parent's end of `control`, so its end of file would never come); on each, echo doubled
+    // strings until its peer closes.
+    loop {
+        let conn: Connection = match control.recv::<Option<Connection>>() {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => panic!("control: {e}"),
+        };
+        loop {
+            match conn.recv::<String>() {
+                Ok(s) => conn.send(&format!("{s}{s}")).unwrap(),
+                Err(Error::Eof) => break,
+                Err(e) => panic!("data: {e}"),
+            }
+        }
+    }
+}
+
+fn test_connection_through_connection_to_running_process() {
+    for method in testkit::methods() {
+        let (control, child_control) = Pipe::new().unwrap();
+        let mut child = start(method, "echo_server", &child_control);
+        drop(child_control);
+        for round in 0..3 {
+            let (mine, theirs) = Pipe::new().unwrap();
+            control.send(&Some(theirs.clone())).unwrap();
+            drop(theirs);
+            for i in 0..10 {
+                let s = format!("r{round}m{i}");
+                mine.send(&s).unwrap();
+                assert_eq!(mine.recv::<String>().unwrap(), format!("{s}{s}"));
+            }
+        }
+        control.send(&None::<Connection>).unwrap();
+        wait_ok(&mut child);
+    }
+}
+
+// --- a child killed mid-conversation is an Eof, not a hang ------------------------------
+
+fn case_send_then_hang(payload: &[u8], fds: Vec<OwnedFd>) {
+    let conn: Connection = decode(payload, fds);
+    conn.send(&1u32).unwrap();
+    std::thread::sleep(Duration::from_secs(100));
+}
+
+fn test_killed_peer_is_eof() {
+    for method in testkit::methods() {
+        let (mine, theirs) = Pipe::new().unwrap();
+        let mut child = start(method, "send_then_hang", &theirs);
+        drop(theirs);
+        assert_eq!(mine.recv::<u32>().unwrap(), 1);
+        child.kill(libc::SIGKILL).unwrap();
+        assert_eq!(
+            child.wait_timeout(Duration::from_secs(30)).unwrap(),
+            Some(Exit::Signal(libc::SIGKILL))
+        );
+        assert!(matches!(mine.recv::<u32>(), Err(Error::Eof)));
+        assert!(matches!(mine.send(&2u32), Err(Error::Eof)));
+    }
+}
+
+// --- large messages in both directions between processes --------------------------------
+
+fn case_big_echo(payload: &[u8], fds: Vec<OwnedFd>) {
+    let conn: Connection = decode(payload, fds);
+    let v: Vec<u8> = conn.recv().unwrap();
+    conn.send_bytes(&v).unwrap();
+}
+
+fn test_sixteen_mib_between_processes() {
+    for method in testkit::methods() {
+        let (mine, theirs) = Pipe::new().unwrap();
+        let mut child = start(method, "big_echo", &theirs);
+        drop(theirs);
+        let data: Vec<u8> = (0..16u32 << 20).map(|i| (i * 7 % 253) as u8).collect();
+        mine.send(&data).unwrap();
+        assert_eq!(mine.recv_bytes().unwrap(), data);
+        wait_ok(&mut child);
+    }
+}
+
+// --- Listener/Client between processes, Unix and TCP, keys right and wrong --------------
+
+fn case_client(payload: &[u8], fds: Vec<OwnedFd>) {
+    let (address, key, expect_ok): (Address, Option<Vec<u8>>, bool) = decode(payload, fds);
+    match Client::connect(address, key.as_deref()) {
+        Ok(c) => {
+            assert!(expect_ok, "connected with a wrong key");
+            c.send(&"from the client").unwrap();
+            assert_eq!(c.recv::<u64>().unwrap(), 1729);
+        }
+        Err(Error::Authentication(_)) => assert!(!expect_ok, "authentication failed"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn test_listener_client_across_processes() {
+    for method in testkit::methods() {
+        for tcp in [false, true] {
+            for (server_key, client_key, ok) in [
+                (Some(&b"k1"[..]), Some(b"k1".to_vec()), true),
+                (None, None, true),
+                (Some(&b"k1"[..]), Some(b"k2".to_vec()), false),
+                (Some(&b"k1"[..]), None, false),
+            ] {
+                let l = if tcp {
+                    Listener::bind("127.0.0.1:0", server_key).unwrap()
+                } else {
+                    Listener::bind_temp(server_key).unwrap()
+                };
+                let mut child = start(method, "client", &(l.address(), client_key, ok));
+                match l.accept() {
+                    Ok(c) => {
+                        assert!(ok);
+                        assert_eq!(c.recv::<String>().unwrap(), "from the client");
+                        c.send(&1729u64).unwrap();
+                    }
+                    Err(Error::Authentication(_)) => assert!(!ok),
+                    Err(e) => panic!("{e}"),
+                }
+                wait_ok(&mut child);
+            }
+        }
+    }
+}
+
+fn main() {
+    testkit::main(
+        &[
+            ("send_hello", case_send_hello),
+            ("echo_server", case_echo_server),
+            ("send_then_hang", case_send_then_hang),
+            ("big_echo", case_big_echo),
+            ("client", case_client),
+        ],
+        &[
+            ("child_sends_hello", test_child_sends_hello),
+            (
+                "connection_through_connection_to_running_process",
+                test_connection_through_connection_to_running_process,
+            ),
+            ("killed_peer_is_eof", test_killed_peer_is_eof),
+            (
+                "sixteen_mib_between_processes",
+                test_sixteen_mib_between_processes,
+            ),
+            (
+                "listener_client_across_processes",
+                test_listener_client_across_processes,
+            ),
+        ],
+    );
+}
