@@ -1,0 +1,1 @@
+//! Processes for multiproc. Helper D fills this in.
