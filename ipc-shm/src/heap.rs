@@ -30,7 +30,9 @@
 //!   adopts it — or, when the receiving process already holds that block, gives it back. A
 //!   forked child holds a copy of every handle without having counted it: a process-local
 //!   registry of live blocks, locked around `fork` by `pthread_atfork` handlers, lets the
-//!   child add one count per live block before anything else runs.
+//!   child add one count per live block before anything else runs. A fork that is only a
+//!   step towards `exec` (spawning a process) should run inside [`spawning`](crate::spawning),
+//!   so that the child, which drops its copies by exec'ing, takes no counts.
 //! - **Arena lifetime.** Each process maps an arena once and shares it between its blocks
 //!   through an `Arc`; the heap's table of arenas holds them weakly. The mapping and the memfd
 //!   are released when the last block handle of that arena in this process is dropped, so an
@@ -411,18 +413,41 @@ static HEAP: SpinLock<HeapState> = SpinLock::new(HeapState {
 });
 
 thread_local! {
-    /// Set by a thread that forks a helper which must not take block counts (the tracker).
-    static FORK_WITHOUT_HEAP: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    /// Set by a thread whose forks are followed by exec or `_exit` (see [`spawning`]): the
+    /// fork handlers then leave the child's state alone.
+    static FORKING_HELPER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
-/// Runs `f` (which forks a process that only makes system calls and exits) without the child
-/// adding counts for the blocks it inherits.
-#[allow(dead_code)] // TEMP: used by the tracker, landing next
-pub(crate) fn fork_without_heap<R>(f: impl FnOnce() -> R) -> R {
-    FORK_WITHOUT_HEAP.with(|c| c.set(true));
-    let r = f();
-    FORK_WITHOUT_HEAP.with(|c| c.set(false));
-    r
+/// Runs `f`, in which every `fork` made by this thread is immediately followed by `exec` or
+/// `_exit` (for example `std::process::Command::spawn`, which forks when `pre_exec` or other
+/// options are set): the fork handlers of this crate then leave such children alone.
+///
+/// A forked child normally takes one shared count on every heap block its parent holds (it
+/// holds copies of the handles); a child that execs right away drops its copies without
+/// giving those counts back, so the blocks would never be reused while their arena lives.
+/// Start-method code that forks to exec wraps the fork in this; nothing else needs it.
+/// Scopes nest.
+///
+/// # Examples
+///
+/// ```
+/// let status = ipc_shm::spawning(|| std::process::Command::new("true").status()).unwrap();
+/// assert!(status.success());
+/// ```
+pub fn spawning<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = FORKING_HELPER.try_with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(FORKING_HELPER.with(|c| c.replace(true)));
+    f()
+}
+
+/// Is this thread inside [`spawning`]? (Async-signal-safe: a thread-local read.)
+pub(crate) fn forking_helper() -> bool {
+    FORKING_HELPER.try_with(|c| c.get()).unwrap_or(true)
 }
 
 static ATFORK: Once = Once::new();
@@ -438,8 +463,7 @@ unsafe extern "C" fn atfork_parent() {
 }
 
 unsafe extern "C" fn atfork_child() {
-    let skip = FORK_WITHOUT_HEAP.try_with(|c| c.get()).unwrap_or(true);
-    if !skip {
+    if !forking_helper() {
         // SAFETY: `atfork_prepare` took the lock on this (now the only) thread, so we have
         // exclusive access to the state; iterating a BTreeMap does not allocate. Each `refs`
         // pointer is valid while its block's strong count is non-zero, and no other thread
@@ -636,8 +660,14 @@ fn receive_block(
     let existing = HEAP.lock().arenas.get(&w.arena).and_then(Weak::upgrade);
     let arena = match existing {
         Some(a) => {
-            // Already mapped here: just mark the descriptor as used.
-            transfer::with_fd(w.fd, what, |_| ())?;
+            // Already mapped here: reuse the mapping, after checking that the descriptor is
+            // the arena the message names.
+            let same = transfer::with_fd(w.fd, what, |fd| sys::same_file(fd, a.seg.as_fd()))?;
+            if !same {
+                return Err(wrong(
+                    "the descriptor is not the arena the message names".to_string(),
+                ));
+            }
             a
         }
         None => {

@@ -48,6 +48,14 @@ pub(crate) fn check_shm_fd(fd: BorrowedFd<'_>, min_len: u64, sealed: bool) -> Re
     Ok(size)
 }
 
+/// Do `a` and `b` refer to the same file?
+pub(crate) fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    }
+}
+
 /// The size of the file behind `fd`.
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)

@@ -3,7 +3,6 @@
 //! is a new file here with the same functions.
 
 #[cfg(target_os = "linux")]
-#[allow(dead_code)] // TEMP: used by the tracker, landing next
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
