@@ -20,8 +20,11 @@
 //!   process. Payloads are zero-filled on every allocation.
 //! - **The arena lock.** Free lists and the bump pointer are changed under a small spin lock
 //!   in the arena header whose word is the holder's thread id. A waiter that finds the holder
-//!   dead (`kill(tid, 0)` fails with `ESRCH`) takes the lock over, so a process killed inside
-//!   the (short, allocation-free) critical section does not wedge the heap for everyone.
+//!   dead (`kill(tid, 0)` fails with `ESRCH`, or the thread is a zombie not yet reaped) takes
+//!   the lock over, so a process killed inside the (short, allocation-free) critical section
+//!   does not wedge the heap for everyone, not even for its parent before it reaps the child.
+//!   The critical sections are ordered so that such a death can only leak blocks. Thread ids
+//!   are only meaningful within one PID namespace: processes sharing a heap must share it.
 //! - **Block lifetime across processes.** The block header's count is the number of
 //!   *processes* holding a handle to the block plus the number of serialized handles in
 //!   flight. Inside a process, handles to one block share one `Arc`: the last one dropped
@@ -210,7 +213,7 @@ impl Arena {
                     spins = spins.wrapping_add(1);
                     if holder != 0
                         && spins % 256 == 0
-                        && !sys::id_alive(holder)
+                        && !sys::thread_alive(holder)
                         && word
                             .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
@@ -269,18 +272,34 @@ impl Arena {
             return Some(head);
         }
         let bump = h.bump.load(Ordering::Relaxed) as usize;
-        let start = bump.checked_add(size - 1)? & !(size - 1);
-        if start.checked_add(size)? > len || bump < ARENA_HEADER {
+        // Every block is a multiple of the smallest class, so a legitimate bump pointer is
+        // too; anything else was written by a peer: treat the arena as full.
+        if bump < ARENA_HEADER || bump % (1 << MIN_CLASS) != 0 {
             return None;
         }
-        // Cut the skipped gap into aligned power-of-two free blocks.
+        let start = bump.checked_add(size - 1)? & !(size - 1);
+        if start.checked_add(size)? > len {
+            return None;
+        }
+        // Move the bump pointer first, then hand the skipped gap to the free lists: a process
+        // that dies in between leaks (part of) the gap, whereas the other order would leave
+        // the gap both on the free lists and below the bump pointer, to be cut (and handed
+        // out) a second time.
+        h.bump.store((start + size) as u64, Ordering::Relaxed);
+        // Cut the skipped gap into aligned power-of-two free blocks (each smaller than `size`,
+        // at least the smallest class, since `bump` and `start` are multiples of it).
         let mut b = bump;
         while b < start {
             let piece = b & b.wrapping_neg();
             self.push_free(&lock, b, piece.trailing_zeros());
             b += piece;
+            #[cfg(test)]
+            if fail::hit() {
+                // Simulates a process killed here: the lock stays held, the rest undone.
+                core::mem::forget(lock);
+                return None;
+            }
         }
-        h.bump.store((start + size) as u64, Ordering::Relaxed);
         Some(start)
     }
 
@@ -293,16 +312,23 @@ impl Arena {
         }
         let class = bh.class.load(Ordering::Relaxed);
         let pad = bh.pad.load(Ordering::Relaxed) as usize;
-        if !(MIN_CLASS..=MAX_SMALL_CLASS).contains(&class) || pad > payload {
+        // The header is shared memory a peer may have overwritten since the block was checked:
+        // read each field once and check the block it describes, as `check_block` does.
+        let Some(start) = small_block_start(payload, class, pad, self.len()) else {
             return; // corrupted header: leak the block rather than corrupt the free list
-        }
+        };
         let lock = self.lock();
-        self.push_free(&lock, payload - pad, class);
+        self.push_free(&lock, start, class);
     }
 
     /// Checks that `payload` names a live block with room for `need` bytes aligned to `align`.
     fn check_block(&self, payload: usize, need: usize, align: usize) -> Result<(), String> {
         let len = self.len();
+        // The arena's base is only page-aligned: a larger alignment cannot be promised
+        // whatever the offset (and the heap never hands such blocks out).
+        if !align.is_power_of_two() || align > MAX_ALIGN {
+            return Err(format!("alignment {align} is above the heap's {MAX_ALIGN}"));
+        }
         if payload % 16 != 0
             || payload % align != 0
             || payload < ARENA_HEADER + BLOCK_HEADER
@@ -319,15 +345,9 @@ impl Arena {
         let cap = if class == DEDICATED {
             len - payload
         } else {
-            if !(MIN_CLASS..=MAX_SMALL_CLASS).contains(&class) || pad > payload {
-                return Err("the block header is corrupted".to_string());
-            }
-            let start = payload - pad;
-            let size = 1usize << class;
-            if start % size != 0 || start + size > len || pad >= size {
-                return Err("the block header is corrupted".to_string());
-            }
-            size - pad
+            let start = small_block_start(payload, class, pad, len)
+                .ok_or_else(|| "the block header is corrupted".to_string())?;
+            start + (1usize << class) - payload
         };
         if cap < need {
             return Err(format!(
@@ -336,6 +356,22 @@ impl Arena {
         }
         Ok(())
     }
+}
+
+/// The start of the small block whose payload is at `payload`, if `class` and `pad` (read from
+/// its header, so possibly written by a peer) describe a block that lies inside an arena of
+/// `len` bytes, aligned to its size, with the payload inside it and the header after the arena
+/// header.
+fn small_block_start(payload: usize, class: u32, pad: usize, len: usize) -> Option<usize> {
+    if !(MIN_CLASS..=MAX_SMALL_CLASS).contains(&class) || pad < BLOCK_HEADER {
+        return None;
+    }
+    let size = 1usize << class;
+    let start = payload.checked_sub(pad)?;
+    if start < ARENA_HEADER || start % size != 0 || pad >= size || start + size > len {
+        return None;
+    }
+    Some(start)
 }
 
 /// A block mapped in this process. One per block per process (shared through `Arc`); holds
@@ -447,7 +483,9 @@ pub fn spawning<R>(f: impl FnOnce() -> R) -> R {
 
 /// Is this thread inside [`spawning`]? (Async-signal-safe: a thread-local read.)
 pub(crate) fn forking_helper() -> bool {
-    FORKING_HELPER.try_with(|c| c.get()).unwrap_or(true)
+    // The cell has no destructor, so it is always accessible; should it not be, count (a leak
+    // at worst) rather than skip (which could give back counts never taken).
+    FORKING_HELPER.try_with(|c| c.get()).unwrap_or(false)
 }
 
 static ATFORK: Once = Once::new();
@@ -673,12 +711,9 @@ fn receive_block(
         None => {
             let fd = transfer::take_fd(w.fd, what)?;
             let len = usize::try_from(w.arena_len).map_err(|_| wrong("arena too large".into()))?;
+            // (`from_received` refuses a length that is not a whole number of pages, so the
+            // arena header is inside the mapping.)
             let seg = Segment::from_received(fd, len, what)?;
-            if seg.len() != len {
-                return Err(wrong(
-                    "the arena length is not a whole number of pages".into(),
-                ));
-            }
             let arena = Arc::new(Arena::adopt(seg, w.arena, w.dedicated)?);
             let mut heap = HEAP.lock();
             // Another thread may have mapped it meanwhile: keep one mapping.
@@ -732,6 +767,30 @@ pub fn stats() -> (usize, usize) {
         .filter(|w| w.strong_count() > 0)
         .count();
     (blocks, arenas)
+}
+
+/// A fault-injection point for tests: `arm(n)` makes the `n`-th `hit()` on this thread return
+/// true (once).
+#[cfg(test)]
+mod fail {
+    use std::cell::Cell;
+    thread_local!(static COUNTDOWN: Cell<u32> = const { Cell::new(0) });
+    pub(super) fn arm(n: u32) {
+        COUNTDOWN.with(|c| c.set(n));
+    }
+    pub(super) fn hit() -> bool {
+        COUNTDOWN.with(|c| match c.get() {
+            0 => false,
+            1 => {
+                c.set(0);
+                true
+            }
+            n => {
+                c.set(n - 1);
+                false
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -881,5 +940,121 @@ mod tests {
         a.header().lock.store(999_999_999, Ordering::SeqCst);
         assert!(a.alloc_small(MIN_CLASS).is_some());
         assert_eq!(a.header().lock.load(Ordering::SeqCst), 0);
+    }
+
+    /// Every block handed out from `a` until it is full, by class, checked to be disjoint.
+    fn drain_and_check_disjoint(a: &Arena) {
+        let mut ranges = Vec::new();
+        for class in (MIN_CLASS..=MAX_SMALL_CLASS).rev() {
+            while let Some(start) = a.alloc_small(class) {
+                ranges.push((start, start + (1usize << class)));
+                assert!(ranges.len() < 100_000, "the arena hands out blocks forever");
+            }
+        }
+        ranges.sort();
+        for w in ranges.windows(2) {
+            assert!(
+                w[0].1 <= w[1].0,
+                "blocks handed out twice or overlapping: {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_holder_dying_while_cutting_the_gap_hands_nothing_out_twice() {
+        let a = Arena::create(ARENA_SIZE, false).unwrap();
+        // A 1 KiB block from a fresh arena skips [256, 1024): two gap pieces. The holder
+        // "dies" after pushing the first one, still holding the lock.
+        fail::arm(1);
+        assert_eq!(a.alloc_small(10), None);
+        assert_eq!(a.header().lock.load(Ordering::SeqCst), sys::gettid());
+        a.header().lock.store(999_999_999, Ordering::SeqCst); // a dead thread id
+        drain_and_check_disjoint(&a);
+    }
+
+    #[test]
+    fn garbage_in_the_arena_header_is_not_followed() {
+        let a = Arena::create(ARENA_SIZE, false).unwrap();
+        // A bump pointer no allocation could have left (not a multiple of 32, or 4).
+        for bump in [258u64, 260, 0, u64::MAX - 3] {
+            a.header().bump.store(bump, Ordering::SeqCst);
+            assert_eq!(a.alloc_small(MIN_CLASS), None, "bump {bump}");
+        }
+        // Free-list heads pointing outside the arena, misaligned, into the header.
+        a.header().bump.store(ARENA_HEADER as u64, Ordering::SeqCst);
+        for (class, head) in [(5u32, 3u32), (6, 8), (7, u32::MAX - 127), (8, 128)] {
+            a.header().free[class as usize].store(head, Ordering::SeqCst);
+        }
+        drain_and_check_disjoint(&a);
+    }
+
+    #[test]
+    fn garbage_in_a_block_header_does_not_panic_on_free() {
+        for (pad, class) in [
+            (18u32, 8u32),
+            (1 << 20, 8),
+            (16, 40),
+            (16, 4),
+            (8, 5),
+            (48, 5),
+        ] {
+            let b = alloc(8, 8).unwrap();
+            let bh = b.arena.block_header(b.payload);
+            bh.pad.store(pad, Ordering::SeqCst);
+            bh.class.store(class, Ordering::SeqCst);
+            drop(b); // leaks the block; must not panic or push a bogus free block
+        }
+        // The heap still works and hands out disjoint blocks.
+        let v: Vec<_> = (0..100).map(|_| alloc(8, 8).unwrap()).collect();
+        let mut p: Vec<usize> = v.iter().map(|b| b.ptr().as_ptr() as usize).collect();
+        p.sort();
+        p.dedup();
+        assert_eq!(p.len(), 100);
+    }
+
+    #[test]
+    fn alignment_above_a_page_is_refused_on_receipt() {
+        let h = alloc(300_000, 4096).unwrap();
+        assert!(h.arena.dedicated);
+        let page = sys::page_size();
+        // A message naming a (well-formed) block at a payload offset that is a multiple of
+        // 8192: only 4096-alignment can be promised, whatever the mapping's address.
+        let payload = 2 * page.max(8192);
+        let bh = h.arena.block_header(payload);
+        bh.class.store(DEDICATED, Ordering::SeqCst);
+        bh.state.store(BLOCK_LIVE, Ordering::SeqCst);
+        bh.refs.store(1, Ordering::SeqCst);
+        let err = h.arena.check_block(payload, 16, 8192).unwrap_err();
+        assert!(err.contains("alignment"), "{err}");
+        assert!(h.arena.check_block(payload, 16, 4096).is_ok());
+        assert!(h.arena.check_block(payload, 16, 3).is_err());
+    }
+
+    #[test]
+    fn a_zombie_lock_holder_is_overtaken() {
+        // A child that has exited but is not reaped yet still answers `kill(pid, 0)`; the
+        // parent (who would reap it) must not wait for the lock forever.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Wait until it has exited, without reaping it.
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
+        // SAFETY: waits for our own child, leaving it a zombie (WNOWAIT).
+        let rc =
+            unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        assert_eq!(rc, 0);
+        let a = Arc::new(Arena::create(ARENA_SIZE, false).unwrap());
+        a.header().lock.store(pid, Ordering::SeqCst);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let a2 = a.clone();
+        let t = std::thread::spawn(move || tx.send(a2.alloc_small(MIN_CLASS)).unwrap());
+        let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+        // Reap it now: a hung waiter above then finds it dead and finishes too.
+        child.wait().unwrap();
+        t.join().unwrap();
+        assert!(
+            matches!(got, Ok(Some(_))),
+            "the waiter did not take the lock over from a zombie: {got:?}"
+        );
     }
 }

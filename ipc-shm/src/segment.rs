@@ -82,14 +82,17 @@ impl Segment {
         len: usize,
         what: &'static str,
     ) -> Result<Segment, TransferError> {
-        sys::check_shm_fd(fd.as_fd(), len as u64, true)
-            .map_err(|detail| TransferError::WrongKind { what, detail })?;
-        if len == 0 || len > isize::MAX as usize {
+        // Every segment is a whole number of pages (users such as the shared heap rely on
+        // at least one page being mapped), so any other announced length is refused before
+        // anything is mapped.
+        if len == 0 || len > isize::MAX as usize || len % sys::page_size() != 0 {
             return Err(TransferError::WrongKind {
                 what,
-                detail: format!("announced length {len} is not mappable"),
+                detail: format!("announced length {len} is not a mappable number of pages"),
             });
         }
+        sys::check_shm_fd(fd.as_fd(), len as u64, true)
+            .map_err(|detail| TransferError::WrongKind { what, detail })?;
         Segment::map(fd, len).map_err(TransferError::Io)
     }
 
@@ -211,5 +214,53 @@ impl<'de> Deserialize<'de> for Segment {
         let fd = transfer::take_fd(w.fd, "Segment").map_err(transfer::de_error)?;
         let len = usize::try_from(w.len).map_err(serde::de::Error::custom)?;
         Segment::from_received(fd, len, "Segment").map_err(transfer::de_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_received_length_that_is_not_whole_pages_is_refused() {
+        let seg = Segment::new(8192).unwrap();
+        for len in [1u64, 100, 4097, 0] {
+            let (bytes, fds) = transfer::collect_fds(|| {
+                let fd = transfer::push_fd(seg.as_fd(), "Segment").unwrap();
+                postcard::to_allocvec(&Wire { fd, len }).unwrap()
+            });
+            let err = transfer::decode::<Segment>(&bytes, fds).unwrap_err();
+            assert!(
+                matches!(err, TransferError::WrongKind { .. }),
+                "{len}: {err}"
+            );
+        }
+        let (bytes, fds) = transfer::encode(&seg).unwrap();
+        let back: Segment = transfer::decode(&bytes, fds).unwrap();
+        assert_eq!(back.len(), 8192);
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_errors() {
+        for size in [usize::MAX, usize::MAX - 4095, isize::MAX as usize] {
+            assert!(
+                matches!(Segment::new(size), Err(Error::TooLarge { .. })),
+                "{size}"
+            );
+        }
+        assert!(matches!(Segment::new(0), Err(Error::ZeroSize)));
+        let seg = Segment::new(1).unwrap();
+        let mut buf = [0u8; 2];
+        for (off, n) in [(usize::MAX, 2), (seg.len() - 1, 2), (seg.len() + 1, 0)] {
+            assert!(matches!(
+                seg.read_at(off, &mut buf[..n]),
+                Err(Error::OutOfBounds { .. })
+            ));
+            assert!(matches!(
+                seg.write_at(off, &buf[..n]),
+                Err(Error::OutOfBounds { .. })
+            ));
+        }
+        assert!(seg.read_at(seg.len(), &mut []).is_ok());
     }
 }

@@ -124,6 +124,26 @@ pub(crate) fn id_alive(id: u32) -> bool {
     }
 }
 
+/// Is the thread `tid` still running? Unlike [`id_alive`], a thread that has exited but whose
+/// process has not been reaped yet (a zombie: `kill` still succeeds on it) counts as dead, so a
+/// lock it held can be taken over before its parent waits for it (the parent may be the one
+/// waiting for the lock). Not async-signal-safe (reads `/proc`).
+pub(crate) fn thread_alive(tid: u32) -> bool {
+    if !id_alive(tid) {
+        return false;
+    }
+    // `/proc/<tid>/stat` exists for every thread id, listed or not; the state letter follows
+    // the parenthesised command name, which may itself contain ')'.
+    match std::fs::read(format!("/proc/{tid}/stat")) {
+        Ok(stat) => match stat.iter().rposition(|b| *b == b')') {
+            Some(i) => !matches!(stat.get(i + 2), Some(b'Z' | b'X' | b'x')),
+            None => true,
+        },
+        // Gone between the two checks, or no /proc: trust `kill`.
+        Err(e) => e.kind() != io::ErrorKind::NotFound || id_alive(tid),
+    }
+}
+
 /// Registers fork handlers (`pthread_atfork`).
 pub(crate) fn atfork(
     prepare: unsafe extern "C" fn(),
