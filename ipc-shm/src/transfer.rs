@@ -156,8 +156,10 @@ enum Table {
     Outgoing {
         /// Owned duplicates of the collected descriptors, in index order.
         fds: Vec<OwnedFd>,
-        /// The raw number each entry was collected from, to deduplicate.
-        sources: Vec<RawFd>,
+        /// The raw number each entry was collected from and the file it designated, to
+        /// deduplicate (the number alone is not enough: a descriptor closed inside the scope
+        /// may have its number reused for another file).
+        sources: Vec<(RawFd, FileId)>,
     },
     Incoming {
         fds: Vec<OwnedFd>,
@@ -216,18 +218,24 @@ pub fn de_error<E: serde::de::Error>(e: TransferError) -> E {
     E::custom(e)
 }
 
-/// Restores the previous table when a scope ends, also on unwind.
+/// Restores the previous table (none, for an outermost scope) when a scope ends, also on
+/// unwind.
 struct Scope {
     previous: Option<Table>,
+    finished: bool,
 }
 
 impl Scope {
     fn enter(table: Table) -> Scope {
         let previous = TABLE.with(|t| t.borrow_mut().replace(table));
-        Scope { previous }
+        Scope {
+            previous,
+            finished: false,
+        }
     }
 
     fn finish(mut self) -> Option<Table> {
+        self.finished = true;
         let prev = self.previous.take();
         TABLE.with(|t| std::mem::replace(&mut *t.borrow_mut(), prev))
     }
@@ -235,13 +243,16 @@ impl Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Unwinding out of the scope: put the previous table back — `None` too, or this thread
+        // would stay "inside a transfer" for good and later serialize handles into a table no
+        // one sends.
         let prev = self.previous.take();
-        // On the normal path `finish` already swapped; on unwind, put the previous table back.
         let _ = TABLE.try_with(|t| {
             if let Ok(mut slot) = t.try_borrow_mut() {
-                if prev.is_some() {
-                    *slot = prev;
-                }
+                *slot = prev;
             }
         });
     }
@@ -249,7 +260,9 @@ impl Drop for Scope {
 
 /// Is this thread inside [`collect_fds`] or [`install_fds`]?
 pub fn in_transfer() -> bool {
-    TABLE.with(|t| t.borrow().is_some())
+    TABLE
+        .try_with(|t| t.try_borrow().map(|t| t.is_some()).unwrap_or(true))
+        .unwrap_or(false)
 }
 
 /// Runs `f` (which serializes something) with a fresh outgoing table and returns what it
@@ -293,31 +306,61 @@ pub fn install_fds<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> (R, Result<()
     (r, check)
 }
 
+/// What a descriptor designates: the file (device, inode) and its access mode, enough to tell a
+/// reused descriptor number from the one recorded (the two ends of a pipe share an inode but
+/// not an access mode).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+}
+
+fn file_id(fd: BorrowedFd<'_>) -> io::Result<FileId> {
+    let st = rustix::fs::fstat(fd)?;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    Ok(FileId {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        mode: (flags & rustix::fs::OFlags::RWMODE).bits(),
+    })
+}
+
 /// Records `fd` in the current outgoing table and returns its index.
 ///
 /// The table keeps its own duplicate, so the caller's descriptor may close before the message
-/// is sent. The same descriptor recorded twice in one scope gets the same index.
+/// is sent. The same descriptor recorded twice in one scope gets the same index (a number
+/// closed and reused for another file inside the scope is recorded anew).
 pub fn push_fd(fd: BorrowedFd<'_>, what: &'static str) -> Result<u32, TransferError> {
-    TABLE.with(|t| {
-        let mut slot = t.borrow_mut();
-        match slot.as_mut() {
-            Some(Table::Outgoing { fds, sources }) => {
-                let raw = fd.as_raw_fd();
-                if let Some(i) = sources.iter().position(|s| *s == raw) {
-                    return Ok(i as u32);
-                }
-                if fds.len() >= MAX_FDS_PER_MESSAGE {
-                    return Err(TransferError::TooManyFds {
-                        count: fds.len() + 1,
-                    });
-                }
-                let dup = fd.try_clone_to_owned()?;
-                fds.push(dup);
-                sources.push(raw);
-                Ok((fds.len() - 1) as u32)
-            }
-            _ => Err(TransferError::NotInTransfer { what }),
+    let raw = fd.as_raw_fd();
+    let seen = TABLE.with(|t| match t.borrow().as_ref() {
+        Some(Table::Outgoing { sources, .. }) => Ok(sources.iter().any(|s| s.0 == raw)),
+        _ => Err(TransferError::NotInTransfer { what }),
+    })?;
+    // One fstat per handle; a message of many handles in one arena pays it per handle.
+    let id = file_id(fd)?;
+    if seen {
+        let hit = TABLE.with(|t| match t.borrow().as_ref() {
+            Some(Table::Outgoing { sources, .. }) => sources.iter().position(|s| *s == (raw, id)),
+            _ => None,
+        });
+        if let Some(i) = hit {
+            return Ok(i as u32);
         }
+    }
+    let dup = fd.try_clone_to_owned()?;
+    TABLE.with(|t| match t.borrow_mut().as_mut() {
+        Some(Table::Outgoing { fds, sources }) => {
+            if fds.len() >= MAX_FDS_PER_MESSAGE {
+                return Err(TransferError::TooManyFds {
+                    count: fds.len() + 1,
+                });
+            }
+            fds.push(dup);
+            sources.push((raw, id));
+            Ok((fds.len() - 1) as u32)
+        }
+        _ => Err(TransferError::NotInTransfer { what }),
     })
 }
 
@@ -325,30 +368,16 @@ pub fn push_fd(fd: BorrowedFd<'_>, what: &'static str) -> Result<u32, TransferEr
 ///
 /// Use it when the descriptor may not be needed (the receiver already maps the object it
 /// names); use [`take_fd`] to keep one.
+///
+/// `f` runs outside the table's borrow, so it may itself use this module (nested transfers).
 pub fn with_fd<R>(
     index: u32,
     what: &'static str,
     f: impl FnOnce(BorrowedFd<'_>) -> R,
 ) -> Result<R, TransferError> {
-    TABLE.with(|t| {
-        let mut slot = t.borrow_mut();
-        match slot.as_mut() {
-            Some(Table::Incoming { fds, used }) => {
-                let i = index as usize;
-                match fds.get(i) {
-                    Some(fd) => {
-                        used[i] = true;
-                        Ok(f(fd.as_fd()))
-                    }
-                    None => Err(TransferError::MissingFd {
-                        index,
-                        received: fds.len(),
-                    }),
-                }
-            }
-            _ => Err(TransferError::NotInTransfer { what }),
-        }
-    })
+    // A duplicate keeps the descriptor open for `f` whatever `f` does to the table.
+    let fd = take_fd(index, what)?;
+    Ok(f(fd.as_fd()))
 }
 
 /// Returns an owned duplicate of descriptor `index` of the current incoming table.
@@ -356,7 +385,22 @@ pub fn with_fd<R>(
 /// An index may be referenced several times in one message (deduplication); each call returns
 /// a descriptor of its own.
 pub fn take_fd(index: u32, what: &'static str) -> Result<OwnedFd, TransferError> {
-    with_fd(index, what, |fd| fd.try_clone_to_owned())?.map_err(TransferError::Io)
+    TABLE.with(|t| match t.borrow_mut().as_mut() {
+        Some(Table::Incoming { fds, used }) => {
+            let i = index as usize;
+            match fds.get(i) {
+                Some(fd) => {
+                    used[i] = true;
+                    fd.try_clone().map_err(TransferError::Io)
+                }
+                None => Err(TransferError::MissingFd {
+                    index,
+                    received: fds.len(),
+                }),
+            }
+        }
+        _ => Err(TransferError::NotInTransfer { what }),
+    })
 }
 
 /// Serializes `fd` as an index into the current transfer table: the `Serialize` half of a
@@ -639,5 +683,69 @@ mod tests {
         let err = recv_with_fds(b.as_fd(), &mut buf, &mut fds, 1).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(fds.is_empty());
+    }
+
+    #[test]
+    fn a_panic_inside_a_scope_leaves_no_table_behind() {
+        for outgoing in [true, false] {
+            let r = std::panic::catch_unwind(|| {
+                if outgoing {
+                    collect_fds(|| panic!("in a serializer"));
+                } else {
+                    install_fds(vec![devnull()], || panic!("in a deserializer"));
+                }
+            });
+            assert!(r.is_err());
+            assert!(!in_transfer(), "the thread is still inside a transfer");
+            let err = push_fd(devnull().as_fd(), "H").unwrap_err();
+            assert!(matches!(err, TransferError::NotInTransfer { .. }), "{err}");
+        }
+        // A nested scope unwinding restores its outer one.
+        let ((), fds) = collect_fds(|| {
+            let r = std::panic::catch_unwind(|| collect_fds(|| panic!("inner")));
+            assert!(r.is_err());
+            push_fd(devnull().as_fd(), "H").unwrap();
+        });
+        assert_eq!(fds.len(), 1);
+    }
+
+    #[test]
+    fn with_fd_may_use_the_transfer_module() {
+        let (bytes, fds) = encode(&H(devnull())).unwrap();
+        let ((), check) = install_fds(fds, || {
+            let inner = with_fd(0, "H", |fd| {
+                assert!(in_transfer());
+                // A nested transfer of the very descriptor being looked at.
+                let (b, f) = encode(&H(fd.try_clone_to_owned().unwrap())).unwrap();
+                decode::<H>(&b, f).unwrap()
+            })
+            .unwrap();
+            drop(inner);
+        });
+        check.unwrap();
+        assert!(!bytes.is_empty());
+    }
+
+    #[test]
+    fn a_reused_descriptor_number_is_not_deduplicated() {
+        // A handle's descriptor is closed inside the scope and its number reused for another
+        // file: the second must travel as itself, not as the first.
+        let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+        let (indices, fds) = collect_fds(|| {
+            let mut handle = devnull();
+            let raw = handle.as_raw_fd();
+            let i = push_fd(handle.as_fd(), "H").unwrap();
+            // The number now designates the pipe (dup2 closes /dev/null and reuses it at once).
+            rustix::io::dup2(&read_end, &mut handle).unwrap();
+            assert_eq!(handle.as_raw_fd(), raw);
+            let j = push_fd(handle.as_fd(), "H").unwrap();
+            (i, j)
+        });
+        assert_eq!(indices, (0, 1));
+        assert_eq!(fds.len(), 2);
+        rustix::io::write(&write_end, b"z").unwrap();
+        let mut got = [0u8; 1];
+        assert_eq!(rustix::io::read(&fds[1], &mut got).unwrap(), 1);
+        assert_eq!(&got, b"z");
     }
 }
