@@ -692,7 +692,7 @@ mod tests {
                 if outgoing {
                     collect_fds(|| panic!("in a serializer"));
                 } else {
-                    install_fds(vec![devnull()], || panic!("in a deserializer"));
+                    let _ = install_fds(vec![devnull()], || panic!("in a deserializer"));
                 }
             });
             assert!(r.is_err());
