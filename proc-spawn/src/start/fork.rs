@@ -1,0 +1,69 @@
+//! `Fork`: the child is a copy of this process and runs the job directly.
+//!
+//! This file holds the code that runs in the child between `fork()` and the job. It touches
+//! only what the forking thread holds locked across the fork (this process's state, the fork
+//! server's client state), closes descriptors, and allocates (glibc's `fork` leaves `malloc`
+//! usable in the child). Everything else a child might need from another thread's locks is
+//! the documented danger of forking a multithreaded process.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::{ChildHandle, ChildSpec};
+use crate::bootstrap;
+use crate::context::{self, StartMethod};
+use crate::error::{Error, Result};
+use crate::process::{self, Job, ProcessInfo};
+use crate::sys::{self, Forked};
+
+/// Forks a child running `job`.
+pub(crate) fn start(job: Job, spec: &ChildSpec) -> Result<ChildHandle> {
+    let (mine, theirs) = if spec.want_result {
+        let (a, b) = sys::stream_pair().map_err(|e| Error::io("socketpair", e))?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    let parent = process::current_process();
+    // Buffered output would be written twice, once by each process.
+    let _ = std::io::stdout().flush();
+    let server_state = super::forkserver::lock_client();
+    let mut global = process::global();
+    let parent_pidfd = global.self_pidfd()?;
+    // SAFETY: in the child only this thread exists. It uses the state guarded by the two locks
+    // this thread holds (consistent, since their holder is this thread), `malloc` (made
+    // fork-safe by glibc), and then runs the job: the documented contract of `Fork`.
+    match unsafe { sys::fork() } {
+        Err(e) => Err(Error::io("fork", e)),
+        Ok(Forked::Child) => {
+            drop(mine);
+            let me = ProcessInfo::new(spec.name.clone(), sys::getpid(), spec.daemon);
+            global.set_child(me, parent, spec.id_path.clone());
+            drop(global);
+            drop(server_state);
+            context::set_child_method(StartMethod::Fork);
+            if spec.daemon {
+                process::watch_parent(parent_pidfd);
+            } else {
+                drop(parent_pidfd);
+            }
+            child(job, theirs)
+        }
+        Ok(Forked::Parent(pid)) => {
+            drop(global);
+            drop(server_state);
+            drop(theirs);
+            drop(parent_pidfd);
+            // Our child, not reaped yet: its pid cannot have been reused.
+            let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e))?;
+            Ok(ChildHandle::new(pid, spec, pidfd, false, mine))
+        }
+    }
+}
+
+/// The child's life after the fork: run the job, exit.
+fn child(job: Job, reply: Option<OwnedFd>) -> ! {
+    let code = job.run_here(reply.as_ref().map(|r| r.as_fd()));
+    drop(reply);
+    bootstrap::finish_child(code)
+}
