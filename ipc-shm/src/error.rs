@@ -52,6 +52,12 @@ pub enum Error {
         /// The name, without a leading slash.
         name: String,
     },
+    /// This process already tracks as many named shared memory objects as its resource
+    /// tracker holds: unlink some, or [`keep`](crate::SharedMemory::keep) them, first.
+    TooManyTracked {
+        /// The most names one process may have tracked at once.
+        max: usize,
+    },
     /// A byte access outside the segment.
     OutOfBounds {
         /// Where the access started.
@@ -119,6 +125,10 @@ impl fmt::Display for Error {
             Error::PermissionDenied { name } => {
                 write!(f, "permission denied for shared memory object {name:?}")
             }
+            Error::TooManyTracked { max } => write!(
+                f,
+                "this process already tracks {max} shared memory names; unlink or keep some first"
+            ),
             Error::OutOfBounds { offset, len, size } => write!(
                 f,
                 "access of {len} bytes at offset {offset} is outside the segment of {size} bytes"

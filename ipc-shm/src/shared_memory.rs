@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Error;
 use crate::segment::check_range;
 use crate::sys;
-use crate::tracker::{self, NAME_MAX};
+use crate::tracker::{self, ObjectId, NAME_MAX};
 use crate::transfer::{self, TransferError};
 
 /// A named shared memory object (`/dev/shm/<name>`): Python's
@@ -66,6 +66,8 @@ struct Inner {
     creator: bool,
     /// Registered with this process's tracker (creator, not yet unlinked or kept).
     tracked: AtomicBool,
+    /// The object registered with the tracker (creator only).
+    id: Option<ObjectId>,
 }
 
 /// Prefix of generated names.
@@ -83,6 +85,7 @@ impl SharedMemory {
     ///
     /// [`Error::ZeroSize`] for `size == 0`; [`Error::NameExists`]; [`Error::NameTooLong`] and
     /// [`Error::InvalidName`] for names the system cannot hold; [`Error::PermissionDenied`];
+    /// [`Error::TooManyTracked`] when this process already tracks 65,536 names;
     /// [`Error::Io`] for other system failures (including starting the tracker).
     pub fn create(name: Option<&str>, size: usize) -> Result<SharedMemory, Error> {
         if size == 0 {
@@ -115,10 +118,16 @@ impl SharedMemory {
                 return Err(Error::io("mmap", e));
             }
         };
-        if let Err(e) = tracker::register(&name) {
-            let _ = sys::shm_unlink(format!("/{name}").as_str());
-            return Err(e);
-        }
+        let registered = ObjectId::of(fd.as_fd())
+            .map_err(|e| Error::io("fstat", e))
+            .and_then(|id| tracker::register(&name, id).map(|()| id));
+        let id = match registered {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = sys::shm_unlink(format!("/{name}").as_str());
+                return Err(e);
+            }
+        };
         Ok(SharedMemory {
             inner: Arc::new(Inner {
                 name,
@@ -126,6 +135,7 @@ impl SharedMemory {
                 fd,
                 creator: true,
                 tracked: AtomicBool::new(true),
+                id: Some(id),
             }),
         })
     }
@@ -165,6 +175,7 @@ impl SharedMemory {
                 fd,
                 creator: false,
                 tracked: AtomicBool::new(false),
+                id: None,
             }),
         })
     }
@@ -194,11 +205,21 @@ impl SharedMemory {
     /// [`Error::PermissionDenied`]; [`Error::Io`] otherwise.
     pub fn unlink(&self) -> Result<(), Error> {
         let name = &self.inner.name;
-        sys::shm_unlink(format!("/{name}").as_str()).map_err(|e| map_err(e, name))?;
-        if self.inner.tracked.swap(false, Ordering::AcqRel) {
-            tracker::unregister(name);
+        let r = sys::shm_unlink(format!("/{name}").as_str()).map_err(|e| map_err(e, name));
+        // Once the name is gone (by this call or another process's), there is nothing left
+        // to track.
+        if matches!(r, Ok(()) | Err(Error::NotFound { .. })) {
+            self.untrack();
         }
-        Ok(())
+        r
+    }
+
+    fn untrack(&self) {
+        if self.inner.tracked.swap(false, Ordering::AcqRel) {
+            if let Some(id) = self.inner.id {
+                tracker::unregister(&self.inner.name, id);
+            }
+        }
     }
 
     /// Keeps the object after this process dies: the tracker forgets the name, so only an
@@ -206,9 +227,7 @@ impl SharedMemory {
     /// `track=False`, chosen after creation). Does nothing on an attached handle, which is
     /// never tracked.
     pub fn keep(&self) {
-        if self.inner.tracked.swap(false, Ordering::AcqRel) {
-            tracker::unregister(&self.inner.name);
-        }
+        self.untrack();
     }
 
     /// The first byte of the mapping, valid for [`size`](SharedMemory::size) bytes while any

@@ -24,8 +24,14 @@
 //!
 //! Each creating process has its own tracker (a forked child that creates named segments
 //! starts one of its own; Python shares one per process tree). A tracker records up to 65,536
-//! names at once (a lazily committed table of 16 MiB of address space); further names are
-//! not cleaned up after a crash.
+//! names at once (a lazily committed table of address space); creating one more tracked name
+//! fails with [`Error::TooManyTracked`] (unlink or [`keep`](crate::SharedMemory::keep) some
+//! first), so no name is silently left untracked.
+//!
+//! Each record carries the object's device and inode besides its name, and the tracker unlinks
+//! a name only if it still designates that very object: when another process unlinked the
+//! name and created a new object under it, the newcomer is spared (Python's tracker would
+//! remove it).
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -36,8 +42,36 @@ use crate::sys;
 
 /// The longest name (without the leading slash) that POSIX shm accepts on Linux.
 pub(crate) const NAME_MAX: usize = 254;
-const SLOT: usize = 256;
-const SLOTS: usize = 65_536;
+/// A record: the operation (`R`/`U`), the object's device and inode (native-endian `u64`s),
+/// then the name.
+const RECORD_HEAD: usize = 1 + 16;
+/// A table slot: the name's length (0: free), device and inode, the name.
+const SLOT: usize = 1 + 16 + NAME_MAX + 1;
+/// The most names one tracker records (a small number in unit tests, so the limit is tested).
+#[cfg(not(test))]
+pub(crate) const MAX_TRACKED: usize = 65_536;
+#[cfg(test)]
+pub(crate) const MAX_TRACKED: usize = 16;
+const SHM_DIR: &[u8] = b"/dev/shm/";
+
+/// The object a tracked name was created for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ObjectId {
+    dev: u64,
+    ino: u64,
+}
+
+impl ObjectId {
+    /// The object behind `fd`.
+    #[allow(clippy::unnecessary_cast)] // `st_dev`/`st_ino` are not `u64` on every target
+    pub(crate) fn of(fd: BorrowedFd<'_>) -> std::io::Result<ObjectId> {
+        let st = rustix::fs::fstat(fd)?;
+        Ok(ObjectId {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+        })
+    }
+}
 
 struct State {
     /// Our end of the tracker socket, -1 when there is none.
@@ -46,8 +80,8 @@ struct State {
     owner: u32,
     /// The tracker's pid.
     tracker: u32,
-    /// Names registered by this process and not yet forgotten.
-    names: Vec<String>,
+    /// Names registered by this process and not yet forgotten, with their objects.
+    names: Vec<(String, ObjectId)>,
 }
 
 static STATE: SpinLock<State> = SpinLock::new(State {
@@ -109,30 +143,41 @@ fn own(st: &mut State) {
     }
 }
 
-fn record(op: u8, name: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(name.len() + 1);
+fn record(op: u8, name: &str, id: ObjectId) -> Vec<u8> {
+    let mut m = Vec::with_capacity(RECORD_HEAD + name.len());
     m.push(op);
+    m.extend_from_slice(&id.dev.to_ne_bytes());
+    m.extend_from_slice(&id.ino.to_ne_bytes());
     m.extend_from_slice(name.as_bytes());
     m
 }
 
-fn send(st: &State, op: u8, name: &str) -> std::io::Result<()> {
+fn send(st: &State, op: u8, name: &str, id: ObjectId) -> std::io::Result<()> {
     // SAFETY: `sock` is a descriptor this state owns, open while the lock is held.
     let fd = unsafe { BorrowedFd::borrow_raw(st.sock) };
-    sys::send_record(fd, &record(op, name))
+    sys::send_record(fd, &record(op, name, id))
 }
 
-/// Registers `name` (without the leading slash) with this process's tracker, starting one if
-/// needed.
-pub(crate) fn register(name: &str) -> Result<(), Error> {
+/// Registers `name` (without the leading slash), created as the object `id`, with this
+/// process's tracker, starting one if needed.
+///
+/// # Errors
+///
+/// [`Error::TooManyTracked`] when this process already tracks the most names a tracker holds;
+/// [`Error::Io`] when no tracker can be started.
+pub(crate) fn register(name: &str, id: ObjectId) -> Result<(), Error> {
+    debug_assert!(!name.is_empty() && name.len() <= NAME_MAX);
     ensure_atfork();
     for _ in 0..3 {
         {
             let mut st = STATE.lock();
             own(&mut st);
+            if st.names.len() >= MAX_TRACKED {
+                return Err(Error::TooManyTracked { max: MAX_TRACKED });
+            }
             if st.sock >= 0 {
-                if send(&st, b'R', name).is_ok() {
-                    st.names.push(name.to_string());
+                if send(&st, b'R', name, id).is_ok() {
+                    st.names.push((name.to_string(), id));
                     return Ok(());
                 }
                 // The tracker is gone (killed): start another one below.
@@ -148,8 +193,8 @@ pub(crate) fn register(name: &str) -> Result<(), Error> {
         if st.sock < 0 {
             st.sock = std::os::fd::IntoRawFd::into_raw_fd(sock);
             st.tracker = pid;
-            for n in st.names.iter() {
-                let _ = send(&st, b'R', n);
+            for (n, id) in st.names.iter() {
+                let _ = send(&st, b'R', n, *id);
             }
         }
         // else another thread started one meanwhile: ours sees end-of-stream and exits.
@@ -160,14 +205,14 @@ pub(crate) fn register(name: &str) -> Result<(), Error> {
     ))
 }
 
-/// Forgets `name`: it will not be unlinked when this process dies.
-pub(crate) fn unregister(name: &str) {
+/// Forgets `name` as the object `id`: it will not be unlinked when this process dies.
+pub(crate) fn unregister(name: &str, id: ObjectId) {
     let mut st = STATE.lock();
     own(&mut st);
-    if let Some(i) = st.names.iter().position(|n| n == name) {
+    if let Some(i) = st.names.iter().position(|(n, i)| n == name && *i == id) {
         st.names.swap_remove(i);
         if st.sock >= 0 {
-            let _ = send(&st, b'U', name);
+            let _ = send(&st, b'U', name, id);
         }
     }
 }
@@ -212,49 +257,52 @@ fn start() -> Result<(OwnedFd, u32), Error> {
     }
 }
 
-/// The tracker process. Only system calls from here on.
+/// The tracker process. Only system calls from here on, on memory of its own stack or mapped
+/// by itself: no allocation, no locks.
 fn tracker_main(sock: RawFd, devnull: RawFd) -> ! {
     let fd = sys::detach_keeping(devnull, sock);
     // SAFETY: descriptor 3 is the tracker's socket for the rest of this process's life.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let _ = sys::send_record(fd, &sys::getpid().to_ne_bytes());
-    let table = sys::map_anonymous_noreserve(SLOT * SLOTS);
+    let table = sys::map_anonymous_noreserve(SLOT * MAX_TRACKED);
     let mut used = 0usize; // slots [0, used) have been touched
-    let mut buf = [0u8; SLOT + 16];
+    let mut buf = [0u8; RECORD_HEAD + NAME_MAX + 16];
     loop {
         let n = match sys::recv_record(fd, &mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if table.is_null() || !(2..=NAME_MAX + 1).contains(&n) {
+        if table.is_null() || !(RECORD_HEAD + 1..=RECORD_HEAD + NAME_MAX).contains(&n) {
             continue;
         }
-        let (op, name) = (buf[0], &buf[1..n]);
-        // SAFETY: `table` is a private mapping of SLOTS * SLOT bytes owned by this process.
-        let slots = unsafe { core::slice::from_raw_parts_mut(table, SLOT * SLOTS) };
-        let find = |slots: &[u8], used: usize| {
-            (0..used).find(|i| {
-                let s = &slots[i * SLOT..(i + 1) * SLOT];
-                s[0] as usize == name.len() && &s[1..1 + name.len()] == name
-            })
-        };
+        let (op, entry) = (buf[0], &buf[1..n]); // device, inode, name: a slot's bytes after the length
+                                                // SAFETY: `table` is a private mapping of SLOT * MAX_TRACKED bytes owned by this
+                                                // process, and no other reference to it exists while this one lives.
+        let slots = unsafe { core::slice::from_raw_parts_mut(table, SLOT * MAX_TRACKED) };
+        let len = (n - RECORD_HEAD) as u8;
         match op {
             b'R' => {
                 let free = (0..used).find(|i| slots[i * SLOT] == 0);
                 let i = match free {
                     Some(i) => i,
-                    None if used < SLOTS => {
+                    None if used < MAX_TRACKED => {
                         used += 1;
                         used - 1
                     }
+                    // The creator refuses to register more than MAX_TRACKED names, so this
+                    // is not reached.
                     None => continue,
                 };
                 let s = &mut slots[i * SLOT..(i + 1) * SLOT];
-                s[0] = name.len() as u8;
-                s[1..1 + name.len()].copy_from_slice(name);
+                s[0] = len;
+                s[1..n].copy_from_slice(entry);
             }
             b'U' => {
-                if let Some(i) = find(slots, used) {
+                let hit = (0..used).find(|i| {
+                    let s = &slots[i * SLOT..(i + 1) * SLOT];
+                    s[0] == len && &s[1..n] == entry
+                });
+                if let Some(i) = hit {
                     slots[i * SLOT] = 0;
                 }
             }
@@ -263,21 +311,72 @@ fn tracker_main(sock: RawFd, devnull: RawFd) -> ! {
     }
     if !table.is_null() {
         // SAFETY: as above.
-        let slots = unsafe { core::slice::from_raw_parts(table, SLOT * SLOTS) };
-        let mut path = [0u8; SLOT + 2];
+        let slots = unsafe { core::slice::from_raw_parts(table, SLOT * MAX_TRACKED) };
         for i in 0..used {
             let s = &slots[i * SLOT..(i + 1) * SLOT];
             let len = s[0] as usize;
-            if len == 0 {
-                continue;
-            }
-            path[0] = b'/';
-            path[1..1 + len].copy_from_slice(&s[1..1 + len]);
-            path[1 + len] = 0;
-            if let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&path[..len + 2]) {
-                let _ = sys::shm_unlink(c);
+            if len != 0 {
+                unlink_if_same(&s[RECORD_HEAD..RECORD_HEAD + len], &s[1..RECORD_HEAD]);
             }
         }
     }
     sys::exit_now(0)
+}
+
+/// Unlinks the shm object `name` if it is still the object whose device and inode are `id`
+/// (16 native-endian bytes). Stack buffers and system calls only.
+#[allow(clippy::unnecessary_cast)] // `st_dev`/`st_ino` are not `u64` on every target
+fn unlink_if_same(name: &[u8], id: &[u8]) {
+    let mut path = [0u8; SHM_DIR.len() + NAME_MAX + 1];
+    let end = SHM_DIR.len() + name.len();
+    path[..SHM_DIR.len()].copy_from_slice(SHM_DIR);
+    path[SHM_DIR.len()..end].copy_from_slice(name);
+    let Ok(full) = core::ffi::CStr::from_bytes_with_nul(&path[..end + 1]) else {
+        return;
+    };
+    let Ok(st) = rustix::fs::stat(full) else {
+        return; // already gone
+    };
+    let mut want = [0u8; 16];
+    want[..8].copy_from_slice(&(st.st_dev as u64).to_ne_bytes());
+    want[8..].copy_from_slice(&(st.st_ino as u64).to_ne_bytes());
+    if want != id {
+        return; // the name now designates another object: not ours to remove
+    }
+    // shm_unlink("/<name>"): the same name, from its leading slash.
+    if let Ok(c) = core::ffi::CStr::from_bytes_with_nul(&path[SHM_DIR.len() - 1..end + 1]) {
+        let _ = sys::shm_unlink(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, SharedMemory};
+
+    #[test]
+    fn creating_more_tracked_names_than_the_limit_is_an_error() {
+        let mut made = Vec::new();
+        let err = loop {
+            match SharedMemory::create(None, 16) {
+                Ok(s) => made.push(s),
+                Err(e) => break e,
+            }
+            assert!(made.len() <= super::MAX_TRACKED, "no limit");
+        };
+        assert!(
+            matches!(err, Error::TooManyTracked { max } if max == super::MAX_TRACKED),
+            "{err}"
+        );
+        assert_eq!(made.len(), super::MAX_TRACKED);
+        // Untracking one (keep) or unlinking one makes room again.
+        made[0].keep();
+        made[0].unlink().unwrap();
+        made[1].unlink().unwrap();
+        let a = SharedMemory::create(None, 16).unwrap();
+        let b = SharedMemory::create(None, 16).unwrap();
+        assert!(SharedMemory::create(None, 16).is_err());
+        for s in made.iter().skip(2).chain([&a, &b]) {
+            s.unlink().unwrap();
+        }
+    }
 }

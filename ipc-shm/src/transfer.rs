@@ -316,6 +316,7 @@ struct FileId {
     mode: u32,
 }
 
+#[allow(clippy::unnecessary_cast)] // `st_dev`/`st_ino` are not `u64` on every target
 fn file_id(fd: BorrowedFd<'_>) -> io::Result<FileId> {
     let st = rustix::fs::fstat(fd)?;
     let flags = rustix::fs::fcntl_getfl(fd)?;

@@ -171,6 +171,17 @@ fn case_create_keep_exit(payload: &[u8], mut fds: Vec<OwnedFd>) {
     send_u32(&mut stream(fds.remove(0)), ipc_shm::tracker_pid().unwrap());
 }
 
+/// Creates the named segment (tracked), reports its tracker's pid, waits for a byte, exits.
+fn case_create_then_exit_on_cue(payload: &[u8], mut fds: Vec<OwnedFd>) {
+    let name = std::str::from_utf8(payload).unwrap();
+    let shm = SharedMemory::create(Some(name), 64).unwrap();
+    let mut s = stream(fds.remove(0));
+    send_u32(&mut s, ipc_shm::tracker_pid().unwrap());
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    drop(shm); // exits without unlinking: the tracker cleans up
+}
+
 /// Holds a shared block while the parent drops its handle and allocates more.
 fn case_hold_block(payload: &[u8], mut fds: Vec<OwnedFd>) {
     let mut s = stream(fds.remove(0));
@@ -399,6 +410,40 @@ fn test_normal_exit_cleans_up_unless_kept() {
     }
 }
 
+fn test_tracker_spares_a_name_recreated_by_someone_else() {
+    // The creator's name is unlinked by another process, which then creates an object of the
+    // same name: when the first creator dies, its tracker must not remove the newcomer's.
+    for method in testkit::methods() {
+        let name = unique_name("reuse");
+        let (mut mine, theirs) = UnixStream::pair().unwrap();
+        let mut child = start(
+            method,
+            "create_then_exit_on_cue",
+            name.as_bytes(),
+            &[theirs.as_fd()],
+        );
+        drop(theirs);
+        let tracker = recv_u32(&mut mine);
+        SharedMemory::open(&name).unwrap().unlink().unwrap();
+        let ours = SharedMemory::create(Some(&name), 64).unwrap();
+        ours.write_at(0, b"ours").unwrap();
+        mine.write_all(b"x").unwrap();
+        assert_eq!(child.wait().unwrap(), Exit::Code(0), "{method:?}");
+        assert!(wait_gone(tracker, Duration::from_secs(30)), "{method:?}");
+        assert!(
+            exists(&name),
+            "{method:?}: the child's tracker unlinked our object"
+        );
+        let mut b = [0u8; 4];
+        SharedMemory::open(&name)
+            .unwrap()
+            .read_at(0, &mut b)
+            .unwrap();
+        assert_eq!(&b, b"ours");
+        ours.unlink().unwrap();
+    }
+}
+
 fn test_parent_tracker_survives_fork_children() {
     // The parent's tracked segment is not unlinked when a forked child (which inherits a copy
     // of everything) exits, and is unlinked by the parent's explicit unlink.
@@ -540,6 +585,7 @@ fn main() {
             ("create_and_wait", case_create_and_wait),
             ("create_keep_exit", case_create_keep_exit),
             ("hold_block", case_hold_block),
+            ("create_then_exit_on_cue", case_create_then_exit_on_cue),
         ],
         &[
             ("child_doubles_array", test_child_doubles_array),
@@ -553,6 +599,10 @@ fn main() {
                 test_shared_memory_attach_by_name_and_unlink,
             ),
             ("shared_memory_errors", test_shared_memory_errors),
+            (
+                "tracker_spares_a_name_recreated_by_someone_else",
+                test_tracker_spares_a_name_recreated_by_someone_else,
+            ),
             (
                 "sigkilled_creator_is_cleaned_up",
                 test_sigkilled_creator_is_cleaned_up,
