@@ -1,0 +1,438 @@
+//! [`Queue`]: Python's `multiprocessing.Queue`, typed, with a choice of backend.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc_shm::transfer;
+use ipc_sync::futex::Deadline;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::connection::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::err::{from_decode, from_encode, Error, Result};
+use crate::flavors::pipe::PipeQueue;
+use crate::flavors::shm_ring::{ShmRing, DEFAULT_RESERVE};
+use crate::flavors::{Backend, Flavor, RecvBuf};
+
+thread_local! {
+    /// Encoding buffer reused by every `put` of this thread.
+    static OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Receive buffer reused by every `get` of this thread.
+    static IN: RefCell<RecvBuf> = RefCell::new(RecvBuf::default());
+}
+
+/// Settings for a [`Queue`] (and the other queues), made by [`Queue::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use ipc_channel_core::{Backend, Queue};
+///
+/// let q: Queue<String> = Queue::builder().backend(Backend::Pipe).maxsize(2).build()?;
+/// q.put("a".to_string())?;
+/// q.put("b".to_string())?;
+/// assert!(q.full());
+/// # Ok::<(), ipc_channel_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct QueueBuilder {
+    backend: Backend,
+    maxsize: usize,
+    max_message_size: u64,
+    reserve: u64,
+}
+
+impl Default for QueueBuilder {
+    fn default() -> Self {
+        QueueBuilder {
+            backend: Backend::Shm,
+            maxsize: 0,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            reserve: DEFAULT_RESERVE,
+        }
+    }
+}
+
+impl QueueBuilder {
+    /// The backend ([`Backend::Shm`] by default).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The most items the queue holds; 0 (the default) means unbounded, as in Python.
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// The largest encoded item, in bytes (1 GiB by default); a larger one is an error at
+    /// `put`.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// For [`Backend::Shm`]: the address space the queue reserves for unread items (16 GiB by
+    /// default; memory is committed only as items are written and given back as they are
+    /// read). An unbounded queue holding this much unread data fails `put` with an error
+    /// instead of blocking.
+    pub fn shm_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = bytes;
+        self
+    }
+
+    /// Makes the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`]/[`Error::Shm`] when the socketpair or shared memory cannot be made,
+    /// [`Error::InvalidArgument`] for an unusable setting.
+    pub fn build<T>(self) -> Result<Queue<T>> {
+        let flavor = match self.backend {
+            Backend::Pipe => Flavor::Pipe(PipeQueue::new(self.maxsize, self.max_message_size)?),
+            Backend::Shm => Flavor::Shm(ShmRing::new(
+                self.maxsize,
+                self.max_message_size,
+                self.reserve,
+            )?),
+        };
+        Ok(Queue::from_flavor(flavor))
+    }
+}
+
+struct Shared {
+    flavor: Flavor,
+    closed: AtomicBool,
+}
+
+/// A multi-producer, multi-consumer FIFO queue between processes: Python's
+/// `multiprocessing.Queue`.
+///
+/// Items are any serde type, encoded with postcard in the caller. `Clone` gives another handle
+/// to the same queue; a handle sent to another process (as a process argument, or inside a
+/// message on a [`Connection`](crate::Connection)) reaches the same queue.
+///
+/// Unlike Python's, `put` does not hand the item to a feeder thread: it encodes the item in
+/// the caller (an unencodable item is an error right there) and returns only once the item is
+/// in the queue, so a process may `_exit` right after a `put` and lose nothing (PP4). `qsize`,
+/// `empty` and `full` read shared counters and are exact at the moment they are read.
+///
+/// Two backends ([`Backend`]): the shared-memory chunk ring (default), where an unbounded
+/// `put` never blocks; and a seqpacket socketpair, which can carry OS handles inside items.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_channel_core::{Error, Queue};
+/// use std::time::Duration;
+///
+/// let q: Queue<Option<u32>> = Queue::new()?;
+/// for i in 0..5 {
+///     q.put(Some(i))?;
+/// }
+/// q.put(None)?;
+/// assert_eq!(q.qsize(), 6);
+/// let mut got = Vec::new();
+/// while let Some(i) = q.get()? {
+///     got.push(i);
+/// }
+/// assert_eq!(got, [0, 1, 2, 3, 4]);
+/// assert!(matches!(q.get_timeout(Duration::from_millis(10)), Err(Error::Empty)));
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Queue<T> {
+    shared: Arc<Shared>,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            shared: Arc::clone(&self.shared),
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("backend", &self.backend())
+            .field("maxsize", &self.maxsize())
+            .field("qsize", &self.qsize())
+            .finish()
+    }
+}
+
+fn deadline(timeout: Duration) -> Option<Deadline> {
+    Some(Deadline::after(timeout))
+}
+
+impl Queue<()> {
+    /// Settings beyond [`new`](Queue::new) and [`bounded`](Queue::bounded): backend, maximum
+    /// message size, shared-memory reserve. (Defined on `Queue<()>` so that `Queue::builder()`
+    /// needs no type annotation; [`QueueBuilder::build`] picks the item type.)
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::default()
+    }
+}
+
+impl<T> Queue<T> {
+    fn from_flavor(flavor: Flavor) -> Queue<T> {
+        Queue {
+            shared: Arc::new(Shared {
+                flavor,
+                closed: AtomicBool::new(false),
+            }),
+            _items: PhantomData,
+        }
+    }
+
+    /// An unbounded queue with the default (shared-memory) backend.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shm`] when the shared memory cannot be made.
+    pub fn new() -> Result<Queue<T>> {
+        Queue::builder().build()
+    }
+
+    /// A queue holding at most `maxsize` items (0 means unbounded, as in Python).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Queue::new).
+    pub fn bounded(maxsize: usize) -> Result<Queue<T>> {
+        Queue::builder().maxsize(maxsize).build()
+    }
+
+    /// The backend this queue was built with.
+    pub fn backend(&self) -> Backend {
+        self.shared.flavor.backend()
+    }
+
+    /// The most items the queue holds (0: unbounded).
+    pub fn maxsize(&self) -> usize {
+        self.shared.flavor.maxsize()
+    }
+
+    /// The largest encoded item `put` accepts, in bytes.
+    pub fn max_message_size(&self) -> u64 {
+        self.shared.flavor.max_message_size()
+    }
+
+    /// The number of items in the queue.
+    pub fn qsize(&self) -> usize {
+        self.shared.flavor.len()
+    }
+
+    /// Is the queue empty?
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Is the (bounded) queue full? Always `false` for an unbounded queue.
+    pub fn full(&self) -> bool {
+        let max = self.maxsize();
+        max > 0 && self.qsize() >= max
+    }
+
+    /// Closes this process's handles to the queue (shared by its clones in this process):
+    /// afterwards `put` and `get` return [`Error::Closed`]. Other processes are not affected.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+    }
+
+    /// Has [`close`](Queue::close) been called?
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<T: Serialize> Queue<T> {
+    /// Puts `item` at the end of the queue, waiting for room if the queue is bounded and full.
+    /// Returns once the item is in the queue.
+    ///
+    /// With the shared-memory backend an unbounded queue never waits here; with the pipe
+    /// backend `put` may wait while the socket buffer is full (until consumers read).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the item cannot be encoded (nothing is put), [`Error::TooLarge`]
+    /// over the maximum message size, [`Error::Closed`] after [`close`](Queue::close).
+    pub fn put(&self, item: T) -> Result<()> {
+        self.put_deadline(&item, None)
+    }
+
+    /// Like [`put`](Queue::put), failing with [`Error::Full`] if no room appeared within
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Queue::put), plus [`Error::Full`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+        self.put_deadline(&item, deadline(timeout))
+    }
+
+    /// Like [`put`](Queue::put) without waiting: [`Error::Full`] if the queue is full
+    /// (Python's `put_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Queue::put_timeout).
+    pub fn try_put(&self, item: T) -> Result<()> {
+        self.put_deadline(&item, deadline(Duration::ZERO))
+    }
+
+    pub(crate) fn put_deadline(&self, item: &T, deadline: Option<Deadline>) -> Result<()> {
+        self.check_open()?;
+        let r = OUT.with(|out| {
+            let mut out = out.try_borrow_mut().map_err(|_| {
+                Error::Encode("put called re-entrantly from an item's Serialize".into())
+            })?;
+            out.clear();
+            let r = match &self.shared.flavor {
+                Flavor::Pipe(_) => {
+                    let fds = transfer::encode_into(item, &mut out).map_err(from_encode)?;
+                    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                    self.shared.flavor.put(&out, &borrowed, deadline)
+                }
+                Flavor::Shm(_) => {
+                    // No transfer scope: a handle inside the item fails to encode, clearly.
+                    postcard::to_extend(item, ExtendVec(&mut out)).map_err(|e| {
+                        Error::Encode(format!(
+                            "{e} (the shared-memory queue backend cannot carry OS handles; \
+                             use Backend::Pipe)"
+                        ))
+                    })?;
+                    self.shared.flavor.put(&out, &[], deadline)
+                }
+            };
+            if out.capacity() > (1 << 20) {
+                *out = Vec::new();
+            }
+            r
+        });
+        r.map_err(|e| match e {
+            Error::Timeout => Error::Full,
+            e => e,
+        })
+    }
+}
+
+struct ExtendVec<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for ExtendVec<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+impl<T: DeserializeOwned> Queue<T> {
+    /// Removes and returns the first item, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] if the item does not decode as `T` (it is consumed),
+    /// [`Error::Closed`] after [`close`](Queue::close).
+    pub fn get(&self) -> Result<T> {
+        self.get_deadline(None)
+    }
+
+    /// Like [`get`](Queue::get), failing with [`Error::Empty`] if nothing arrived within
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Queue::get), plus [`Error::Empty`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_deadline(deadline(timeout))
+    }
+
+    /// Like [`get`](Queue::get) without waiting: [`Error::Empty`] if the queue is empty
+    /// (Python's `get_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Queue::get_timeout).
+    pub fn try_get(&self) -> Result<T> {
+        self.get_deadline(deadline(Duration::ZERO))
+    }
+
+    pub(crate) fn get_deadline(&self, deadline: Option<Deadline>) -> Result<T> {
+        self.check_open()?;
+        let r = IN.with(|buf| {
+            let mut fresh = RecvBuf::default();
+            let mut guard = buf.try_borrow_mut();
+            let buf: &mut RecvBuf = match guard.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => &mut fresh,
+            };
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            self.shared.flavor.get(buf, &mut fds, deadline)?;
+            let r = match &self.shared.flavor {
+                Flavor::Pipe(_) => transfer::decode::<T>(buf.bytes(), fds).map_err(from_decode),
+                Flavor::Shm(_) => match postcard::take_from_bytes::<T>(buf.bytes()) {
+                    Ok((v, [])) => Ok(v),
+                    Ok((_, rest)) => Err(Error::Decode(format!(
+                        "{} trailing bytes after the item",
+                        rest.len()
+                    ))),
+                    Err(e) => Err(Error::Decode(e.to_string())),
+                },
+            };
+            buf.trim();
+            r
+        });
+        r.map_err(|e| match e {
+            Error::Timeout => Error::Empty,
+            e => e,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum Wire {
+    Pipe(PipeQueue),
+    Shm(ShmRing),
+}
+
+/// A queue travels as its shared memory and sockets (through the handle-transfer table); the
+/// receiving process gets a handle to the same queue, open.
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match &self.shared.flavor {
+            Flavor::Pipe(p) => WireRef::Pipe(p).serialize(s),
+            Flavor::Shm(r) => WireRef::Shm(r).serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+enum WireRef<'a> {
+    Pipe(&'a PipeQueue),
+    Shm(&'a ShmRing),
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Queue::from_flavor(match Wire::deserialize(d)? {
+            Wire::Pipe(p) => Flavor::Pipe(p),
+            Wire::Shm(r) => Flavor::Shm(r),
+        }))
+    }
+}
