@@ -126,9 +126,11 @@ impl Segment {
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         check_range(offset, data.len(), self.len())?;
         // SAFETY: the range is inside the mapping (checked above), which lives while `self`
-        // does; `data` is process-local memory and cannot overlap a shared mapping we own.
-        // Concurrent writers in other processes are outside this process's memory model; the
-        // copy is a plain byte copy, as `pwrite` on the memfd would be.
+        // does. `data` is a shared borrow, so nothing may write it during the copy; it could
+        // only point into this mapping through the `unsafe` `as_slice`, whose contract forbids
+        // writes such as this one while it lives, so the ranges do not overlap. Concurrent
+        // writers in other processes are outside this process's memory model; the copy is a
+        // plain byte copy, as `pwrite` on the memfd would be.
         unsafe {
             core::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
         };

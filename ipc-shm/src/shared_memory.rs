@@ -36,6 +36,11 @@ use crate::transfer::{self, TransferError};
 /// ([`write_at`](SharedMemory::write_at), [`read_at`](SharedMemory::read_at)); raw slices are
 /// `unsafe`.
 ///
+/// Unlike a [`Segment`](crate::Segment), a named object cannot be sealed: any process allowed
+/// to open it may also shrink it (`ftruncate`), after which touching the lost pages raises
+/// `SIGBUS` in every process that maps them (as in Python and C). Share names only with
+/// processes you trust not to do that; the 0600 mode keeps other users out.
+///
 /// # Examples
 ///
 /// ```

@@ -22,7 +22,10 @@ use core::sync::atomic::{
 /// - is valid when all of its bytes are zero (shared memory starts zeroed and
 ///   [`ShmSlice::zeroed`](crate::ShmSlice::zeroed) relies on it);
 /// - is only mutated through shared references by atomics or `UnsafeCell` (other processes
-///   hold `&T` at the same time, so plain `&mut` access would be a data race);
+///   hold `&T` at the same time, so plain `&mut` access would be a data race), and its safe
+///   methods are sound when called from several processes at once, as a `Sync` type's are
+///   from several threads: a handle sent to another process shares the value whether or not
+///   the type is `Sync`;
 /// - needs no `Drop`: the shared heap never runs destructors of values it frees.
 ///
 /// The primitives, the atomics, arrays, `UnsafeCell` and `MaybeUninit` of `ShmSafe` types

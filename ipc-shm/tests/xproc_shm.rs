@@ -304,6 +304,22 @@ fn test_shared_memory_errors() {
         SharedMemory::open(&unique_name("missing")),
         Err(Error::NotFound { .. })
     ));
+    // Mode 0600 exactly (the umask can only take bits away).
+    let mode = rustix::fs::fstat(shm.as_fd()).unwrap().st_mode & 0o7777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    // The longest name accepted, and sizes beyond the address space: errors, not panics.
+    let longest = unique_name("max") + &"y".repeat(254);
+    let longest = &longest[..254];
+    let at_limit = SharedMemory::create(Some(longest), 1).unwrap();
+    assert_eq!(at_limit.name(), longest);
+    at_limit.unlink().unwrap();
+    for size in [usize::MAX, isize::MAX as usize + 1] {
+        assert!(matches!(
+            SharedMemory::create(None, size),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+    assert!(SharedMemory::create(None, isize::MAX as usize).is_err());
     let long = "x".repeat(255);
     assert!(matches!(
         SharedMemory::create(Some(&long), 10),
