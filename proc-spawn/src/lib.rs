@@ -114,6 +114,12 @@ pub use process::{
     ProcessInfo, Run,
 };
 
+/// The pid of the fork server this process uses, if one is running (it is started by the first
+/// `ForkServer` child and restarted if it dies).
+pub fn forkserver_pid() -> Option<u32> {
+    start::forkserver::server_pid()
+}
+
 /// Rust's `if __name__ == "__main__"`: call it on the first line of `main`.
 ///
 /// In the parent (and in every program started normally) it returns at once. In a process

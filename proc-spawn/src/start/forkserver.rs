@@ -37,6 +37,7 @@ const REQUEST: &[u8] = b"fork";
 pub(crate) struct Server {
     control: OwnedFd,
     pidfd: OwnedFd,
+    pid: u32,
     /// The process that started the server (and so may reap it).
     owner: u32,
 }
@@ -95,6 +96,16 @@ fn server_failed() {
     }
 }
 
+/// The pid of this process's fork server, if one runs.
+pub(crate) fn server_pid() -> Option<u32> {
+    let g = lock_client();
+    let s = g.as_ref()?;
+    if sys::readable_now(s.pidfd.as_fd()).unwrap_or(true) {
+        return None;
+    }
+    Some(s.pid)
+}
+
 fn launch() -> Result<Server> {
     let (client, server) = sys::seqpacket_pair().map_err(|e| Error::io("socketpair", e))?;
     let pid = sys::spawn_self(
@@ -109,6 +120,7 @@ fn launch() -> Result<Server> {
     let srv = Server {
         control: client,
         pidfd,
+        pid,
         owner: sys::getpid(),
     };
     let ready = sys::poll_readable(&[srv.control.as_fd()], Some(bootstrap::BOOT_TIMEOUT))

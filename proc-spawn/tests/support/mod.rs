@@ -1,0 +1,835 @@
+//! The behaviours every start method must show, written once and instantiated per method by
+//! `tests/start_{fork,spawn,forkserver}.rs` through [`matrix!`]. Each test takes the method;
+//! `IPC_START_METHOD` narrows a run to one method (the other files' tests then return at once).
+//!
+//! Child output is never eyeballed: children report over `Connection`s, shared values or files.
+//! Tests that must own their whole process (exit-time behaviour, descriptor counts, a program
+//! without the hook) re-run this test binary on one helper test (`helper_*`), which does
+//! nothing unless `PROC_SPAWN_TEST_HELPER` is set.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use ipc_channel_core::{Connection, Pipe};
+use ipc_shm::SharedMemory;
+use ipc_sync::{Array, Lock, Value};
+use proc_spawn::{get_context, Error, Process, Run, StartMethod};
+use serde::{Deserialize, Serialize};
+
+/// Generates one `#[test]` per behaviour for `$method`.
+#[macro_export]
+macro_rules! matrix {
+    ($method:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                if support::selected($method) {
+                    support::$name($method);
+                }
+            }
+        )*
+    };
+}
+
+/// Whether `IPC_START_METHOD` lets tests of `method` run.
+pub(crate) fn selected(method: StartMethod) -> bool {
+    match std::env::var("IPC_START_METHOD") {
+        Ok(v) if !v.is_empty() => {
+            let want: StartMethod = v.parse().unwrap_or_else(|_| {
+                panic!("IPC_START_METHOD={v}: expected fork, spawn or forkserver")
+            });
+            want == method
+        }
+        _ => true,
+    }
+}
+
+const HELPER_ENV: &str = "PROC_SPAWN_TEST_HELPER";
+
+/// The method a helper run was asked for, if this process is a helper run.
+fn helper_method() -> Option<(StartMethod, String)> {
+    let v = std::env::var(HELPER_ENV).ok()?;
+    let (m, rest) = v.split_once(':')?;
+    Some((m.parse().ok()?, rest.to_string()))
+}
+
+/// Runs this test binary on the single test `name` with the helper variable set to
+/// `method:arg`; returns its output once it exits (killed after 100 s).
+fn run_helper(name: &str, method: StartMethod, arg: &str, extra_env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(HELPER_ENV, format!("{}:{arg}", method.name()))
+        .env_remove("IPC_START_METHOD");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(100) {
+            std::thread::sleep(Duration::from_millis(100));
+            if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                return;
+            }
+        }
+        // our own child overran: kill it
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    out
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "proc-spawn-test-{tag}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Targets (run in the children)
+
+fn say_hello(out: Connection) {
+    let me = proc_spawn::current_process();
+    out.send(&format!("hello from {} pid {}", me.name(), me.pid()))
+        .unwrap();
+}
+
+fn shout((s, out): (String, Connection)) {
+    out.send(&s.to_uppercase()).unwrap();
+}
+
+fn number((n, out): (u32, Connection)) {
+    out.send(&n).unwrap();
+}
+
+#[derive(Serialize, Deserialize)]
+struct Squarer {
+    n: u64,
+    out: Connection,
+}
+
+impl Run for Squarer {
+    fn run(self) {
+        self.out.send(&(self.n * self.n)).unwrap();
+    }
+}
+
+fn producer(out: Connection) {
+    for i in 0..5u32 {
+        out.send(&Some(i)).unwrap();
+    }
+    out.send(&None::<u32>).unwrap();
+}
+
+fn add_many((counter, n): (Value<i32>, u32)) {
+    for _ in 0..n {
+        *counter.lock() += 1;
+    }
+}
+
+fn pipe_hello(conn: Connection) {
+    conn.send(&"hello".to_string()).unwrap();
+    // and the other way round
+    let back: String = conn.recv().unwrap();
+    conn.send(&format!("{back}!")).unwrap();
+}
+
+fn nothing(_: ()) {}
+
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+fn panics(msg: String) -> u8 {
+    panic!("{msg}")
+}
+
+fn sleep_secs(s: u64) {
+    std::thread::sleep(Duration::from_secs(s));
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+fn report_parent(out: Connection) {
+    let parent = proc_spawn::parent_process().map(|p| (p.name().to_string(), p.pid()));
+    let me = proc_spawn::current_process();
+    out.send(&(
+        parent,
+        me.name().to_string(),
+        me.pid(),
+        me.daemon(),
+        proc_spawn::get_start_method().name().to_string(),
+    ))
+    .unwrap();
+}
+
+/// Starts a grandchild that reports its parent and name; reports what it heard.
+fn nested_report((method, out): (String, Connection)) {
+    let m: StartMethod = method.parse().unwrap();
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(report_parent, b);
+    p.start().unwrap();
+    let heard: (Option<(String, u32)>, String, u32, bool, String) = a.recv().unwrap();
+    p.join().unwrap();
+    out.send(&(proc_spawn::current_process().pid(), heard))
+        .unwrap();
+}
+
+#[allow(clippy::type_complexity)]
+fn use_handles(
+    (lock, value, array, conn, shm): (Lock, Value<i64>, Array<i32>, Connection, SharedMemory),
+) {
+    {
+        let _g = lock.acquire();
+        value.set(value.get() + 41);
+    }
+    let doubled: Vec<i32> = array.to_vec().iter().map(|x| x * 2).collect();
+    for (i, v) in doubled.into_iter().enumerate() {
+        array.set(i, v).unwrap();
+    }
+    shm.write_at(0, b"child was here").unwrap();
+    conn.send(&"done".to_string()).unwrap();
+}
+
+/// A daemon tries to start a child of its own; reports the error.
+fn daemon_tries_child((method, out): (String, Connection)) {
+    let m: StartMethod = method.parse().unwrap();
+    let mut p = get_context(m).process(nothing, ());
+    let r = p.start();
+    out.send(&r.map_err(|e| e.to_string())).unwrap();
+}
+
+/// Starts a daemon grandchild that sleeps for a minute, reports its pid, returns.
+fn start_daemon_and_return((method, out): (String, Connection)) {
+    let m: StartMethod = method.parse().unwrap();
+    let mut d = get_context(m).process(sleep_secs, 60).daemon(true);
+    d.start().unwrap();
+    out.send(&d.pid().unwrap()).unwrap();
+}
+
+/// Starts a daemon grandchild that sleeps, reports its pid, then sleeps until killed.
+fn start_daemon_and_wait((method, out): (String, Connection)) {
+    let m: StartMethod = method.parse().unwrap();
+    let mut d = get_context(m).process(sleep_secs, 60).daemon(true);
+    d.start().unwrap();
+    out.send(&d.pid().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn wait_for_word(conn: Connection) {
+    let _: String = conn.recv().unwrap();
+}
+
+fn write_file_after((path, secs): (String, u64)) {
+    std::thread::sleep(Duration::from_millis(secs));
+    std::fs::write(path, b"written").unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the assertions
+
+/// Waits until the process `pid` no longer runs (pidfd readable, or gone already).
+fn process_gone_within(pid: u32, limit: Duration) -> bool {
+    let fd = match rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::PidfdFlags::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(_) => return true, // no such process any more
+    };
+    let mut pfd = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::event::Timespec {
+        tv_sec: limit.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    loop {
+        match rustix::event::poll(&mut pfd, Some(&ts)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The behaviours
+
+pub(crate) fn hello(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(say_hello, b);
+    p.start().unwrap();
+    let got: String = a.recv().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(
+        got,
+        format!("hello from {} pid {}", p.get_name(), p.pid().unwrap())
+    );
+    assert!(p.get_name().starts_with("Process-"), "{}", p.get_name());
+}
+
+pub(crate) fn string_argument(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(shout, ("hello, world".to_string(), b));
+    p.start().unwrap();
+    assert_eq!(a.recv::<String>().unwrap(), "HELLO, WORLD");
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+pub(crate) fn four_children_numbers(m: StartMethod) {
+    let mut readers = Vec::new();
+    let mut procs = Vec::new();
+    for n in 0..4u32 {
+        let (a, b) = Pipe::new().unwrap();
+        let mut p = get_context(m).process(number, (n, b));
+        p.start().unwrap();
+        readers.push(a);
+        procs.push(p);
+    }
+    let mut got: Vec<u32> = readers.iter().map(|r| r.recv().unwrap()).collect();
+    for p in &mut procs {
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+    }
+    got.sort();
+    assert_eq!(got, [0, 1, 2, 3]);
+    let pids: std::collections::BTreeSet<u32> = procs.iter().map(|p| p.pid().unwrap()).collect();
+    assert_eq!(pids.len(), 4);
+}
+
+pub(crate) fn from_run_squares(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process_from_run(Squarer { n: 12, out: b });
+    assert!(p.get_name().starts_with("Squarer-"), "{}", p.get_name());
+    p.start().unwrap();
+    assert_eq!(a.recv::<u64>().unwrap(), 144);
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+pub(crate) fn child_fills_pipe(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(producer, b).name("producer");
+    p.start().unwrap();
+    let mut got = Vec::new();
+    while let Some(i) = a.recv::<Option<u32>>().unwrap() {
+        got.push(i);
+    }
+    p.join().unwrap();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+pub(crate) fn value_counter_four_processes(m: StartMethod) {
+    let counter = Value::new(0i32).unwrap();
+    let mut procs: Vec<Process> = (0..4)
+        .map(|_| get_context(m).process(add_many, (counter.clone(), 1_000_000)))
+        .collect();
+    for p in &mut procs {
+        p.start().unwrap();
+    }
+    for p in &mut procs {
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+    }
+    assert_eq!(counter.get(), 4_000_000);
+}
+
+pub(crate) fn pipe_hello_both_ways(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(pipe_hello, b);
+    p.start().unwrap();
+    assert_eq!(a.recv::<String>().unwrap(), "hello");
+    a.send(&"back".to_string()).unwrap();
+    assert_eq!(a.recv::<String>().unwrap(), "back!");
+    p.join().unwrap();
+}
+
+pub(crate) fn handles_as_arguments(m: StartMethod) {
+    let lock = Lock::new().unwrap();
+    let value = Value::new(1i64).unwrap();
+    let array = Array::from_slice(&[1i32, 2, 3, 4, 5]).unwrap();
+    let shm = SharedMemory::create(None, 64).unwrap();
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(
+        use_handles,
+        (lock.clone(), value.clone(), array.clone(), b, shm.clone()),
+    );
+    p.start().unwrap();
+    assert_eq!(a.recv::<String>().unwrap(), "done");
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(value.get(), 42);
+    assert_eq!(array.to_vec(), [2, 4, 6, 8, 10]);
+    let mut buf = [0u8; 14];
+    shm.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"child was here");
+    assert!(lock.try_acquire().is_some(), "the lock was left held");
+    shm.unlink().unwrap();
+}
+
+pub(crate) fn exitcodes(m: StartMethod) {
+    let ctx = get_context(m);
+    let mut ok = ctx.process(nothing, ());
+    ok.start().unwrap();
+    ok.join().unwrap();
+    assert_eq!(ok.exitcode(), Some(0));
+
+    let mut bad = ctx.process(panics, "on purpose".to_string());
+    bad.start().unwrap();
+    bad.join().unwrap();
+    assert_eq!(bad.exitcode(), Some(1));
+
+    let mut seven = ctx.process(exit_with, 7);
+    seven.start().unwrap();
+    seven.join().unwrap();
+    assert_eq!(seven.exitcode(), Some(7));
+
+    let mut term = ctx.process(sleep_secs, 60);
+    term.start().unwrap();
+    assert!(term.is_alive());
+    assert_eq!(term.exitcode(), None);
+    term.terminate().unwrap();
+    term.join().unwrap();
+    assert_eq!(term.exitcode(), Some(-15));
+    assert!(!term.is_alive());
+    // terminate/kill after the end: silent no-ops
+    term.terminate().unwrap();
+    term.kill().unwrap();
+    assert_eq!(term.exitcode(), Some(-15));
+
+    let mut kill = ctx.process(sleep_secs, 60);
+    kill.start().unwrap();
+    kill.kill().unwrap();
+    kill.join().unwrap();
+    assert_eq!(kill.exitcode(), Some(-9));
+}
+
+pub(crate) fn join_timeout_on_sleeping_child(m: StartMethod) {
+    let mut p = get_context(m).process(sleep_secs, 60);
+    p.start().unwrap();
+    let t = Instant::now();
+    assert_eq!(p.join_timeout(Duration::from_millis(300)).unwrap(), None);
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert!(p.is_alive());
+    assert_eq!(p.join_timeout(Duration::ZERO).unwrap(), None);
+    p.kill().unwrap();
+    assert_eq!(p.join_timeout(Duration::from_secs(30)).unwrap(), Some(-9));
+}
+
+pub(crate) fn start_twice_and_before_start(m: StartMethod) {
+    let mut p = get_context(m).process(nothing, ());
+    assert_eq!(p.pid(), None);
+    assert_eq!(p.exitcode(), None);
+    assert!(!p.is_alive());
+    assert!(matches!(p.join(), Err(Error::NotStarted)));
+    assert!(matches!(p.terminate(), Err(Error::NotStarted)));
+    assert!(matches!(p.sentinel(), Err(Error::NotStarted)));
+    p.start().unwrap();
+    let e = p.start().unwrap_err();
+    assert!(matches!(e, Error::AlreadyStarted));
+    assert_eq!(e.to_string(), "cannot start a process twice");
+    p.join().unwrap();
+    assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+pub(crate) fn sentinel_becomes_readable(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(wait_for_word, b);
+    p.start().unwrap();
+    {
+        let s = p.sentinel().unwrap();
+        let mut pfd = [rustix::event::PollFd::new(&s, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        assert_eq!(rustix::event::poll(&mut pfd, Some(&zero)).unwrap(), 0);
+    }
+    a.send(&"go".to_string()).unwrap();
+    {
+        let s = p.sentinel().unwrap();
+        let mut pfd = [rustix::event::PollFd::new(&s, rustix::event::PollFlags::IN)];
+        let limit = rustix::event::Timespec {
+            tv_sec: 60,
+            tv_nsec: 0,
+        };
+        assert_eq!(rustix::event::poll(&mut pfd, Some(&limit)).unwrap(), 1);
+    }
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+pub(crate) fn parent_process_in_child(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(report_parent, b).name("Kid");
+    p.start().unwrap();
+    #[allow(clippy::type_complexity)]
+    let (parent, name, pid, daemon, method): (
+        Option<(String, u32)>,
+        String,
+        u32,
+        bool,
+        String,
+    ) = a.recv().unwrap();
+    p.join().unwrap();
+    assert_eq!(
+        parent,
+        Some(("MainProcess".to_string(), std::process::id()))
+    );
+    assert_eq!(name, "Kid");
+    assert_eq!(Some(pid), p.pid());
+    assert!(!daemon);
+    assert_eq!(method, m.name());
+    assert_eq!(proc_spawn::parent_process(), None);
+}
+
+pub(crate) fn grandchild_names_and_parent(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(nested_report, (m.name().to_string(), b));
+    p.start().unwrap();
+    #[allow(clippy::type_complexity)]
+    let (child_pid, (parent, name, _pid, _daemon, _method)): (
+        u32,
+        (Option<(String, u32)>, String, u32, bool, String),
+    ) = a.recv().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(Some(child_pid), p.pid());
+    assert_eq!(parent, Some((p.get_name().to_string(), child_pid)));
+    // Python's `Process-N:M`
+    assert_eq!(name, format!("{}:1", p.get_name()));
+}
+
+pub(crate) fn spawn_returns_value_and_panic_message(m: StartMethod) {
+    let ctx = get_context(m);
+    assert_eq!(ctx.spawn(square, 12).join().unwrap(), 144);
+    let e = ctx
+        .spawn(panics, "the answer is 42".to_string())
+        .join()
+        .unwrap_err();
+    assert!(matches!(e, Error::Panicked { .. }), "{e:?}");
+    assert!(e.to_string().contains("the answer is 42"), "{e}");
+    let h = ctx.spawn(exit_with, 3);
+    match h.join() {
+        Err(Error::Exited { code: 3, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+pub(crate) fn spawn_killed_child_reports_signal(m: StartMethod) {
+    let h = get_context(m).spawn(sleep_secs, 60);
+    h.process().kill().unwrap();
+    match h.join() {
+        Err(e @ Error::Signaled { signal: 9, .. }) => {
+            assert!(e.to_string().contains("signal 9"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+pub(crate) fn daemon_may_not_start_children(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m)
+        .process(daemon_tries_child, (m.name().to_string(), b))
+        .daemon(true);
+    assert!(p.is_daemon());
+    p.start().unwrap();
+    let r: Result<(), String> = a.recv().unwrap();
+    p.join().unwrap();
+    assert_eq!(
+        r,
+        Err("daemonic processes are not allowed to have children".to_string())
+    );
+}
+
+pub(crate) fn active_children_reaps(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(wait_for_word, b);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    assert!(proc_spawn::active_children().iter().any(|c| c.pid() == pid));
+    a.send(&"go".to_string()).unwrap();
+    // once it ended, active_children() reaps it and no longer lists it
+    let t = Instant::now();
+    while proc_spawn::active_children().iter().any(|c| c.pid() == pid) {
+        assert!(t.elapsed() < Duration::from_secs(60), "child never ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(p.exitcode(), Some(0));
+    assert!(!PathBuf::from(format!("/proc/{pid}")).exists() || !is_zombie(pid));
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+pub(crate) fn daemon_grandchild_terminated_when_child_returns(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(start_daemon_and_return, (m.name().to_string(), b));
+    p.start().unwrap();
+    let daemon_pid: u32 = a.recv().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    // The child terminated and reaped its daemon before it exited.
+    assert!(process_gone_within(daemon_pid, Duration::from_secs(10)));
+}
+
+pub(crate) fn daemon_dies_with_killed_parent(m: StartMethod) {
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(start_daemon_and_wait, (m.name().to_string(), b));
+    p.start().unwrap();
+    let daemon_pid: u32 = a.recv().unwrap();
+    assert!(!process_gone_within(daemon_pid, Duration::ZERO));
+    p.kill().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(-9));
+    assert!(
+        process_gone_within(daemon_pid, Duration::from_secs(30)),
+        "the daemon outlived its SIGKILLed parent"
+    );
+}
+
+/// Exit-time lifetimes in a process of its own: `main` returns with a daemon child (sleeping a
+/// minute) and a non-daemon child (writing a file after 500 ms) running.
+pub(crate) fn lifetimes_at_main_return(m: StartMethod) {
+    let dir = temp_dir("exit");
+    let t = Instant::now();
+    let out = run_helper("helper_exit", m, dir.to_str().unwrap(), &[]);
+    let took = t.elapsed();
+    assert!(
+        out.status.success(),
+        "helper failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // joined before the program ended
+    assert_eq!(std::fs::read(dir.join("non-daemon")).unwrap(), b"written");
+    // terminated: it would have written after a minute
+    assert!(!dir.join("daemon").exists());
+    assert!(took < Duration::from_secs(50), "{took:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid_line = stdout
+        .lines()
+        .find_map(|l| l.split_once("daemon pid ").map(|(_, r)| r))
+        .expect("the helper printed the daemon's pid");
+    let daemon_pid: u32 = pid_line.trim().parse().unwrap();
+    assert!(process_gone_within(daemon_pid, Duration::from_secs(10)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+pub(crate) fn helper_exit(_: StartMethod) {
+    let Some((m, dir)) = helper_method() else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let ctx = get_context(m);
+    let mut d = ctx
+        .process(
+            write_file_after,
+            (dir.join("daemon").to_str().unwrap().to_string(), 60_000),
+        )
+        .daemon(true);
+    d.start().unwrap();
+    println!("daemon pid {}", d.pid().unwrap());
+    let mut n = ctx.process(
+        write_file_after,
+        (dir.join("non-daemon").to_str().unwrap().to_string(), 500),
+    );
+    n.start().unwrap();
+    // return from the test (and from main) with both running
+}
+
+/// A program without the hook that never calls `init()`: starting a child is an error that
+/// names `init()`, not a hang (under Fork no re-execution is involved, so it works).
+pub(crate) fn program_without_init(m: StartMethod) {
+    let out = run_helper("helper_no_init", m, "", &[(proc_spawn::NO_HOOK_ENV, "1")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("outcome: ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no outcome in {stdout}"));
+    if m == StartMethod::Fork {
+        assert_eq!(line, "ok 0");
+    } else {
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains("proc_spawn::init()"), "{line}");
+        assert!(line.contains("exit code 1"), "{line}");
+    }
+}
+
+pub(crate) fn helper_no_init(_: StartMethod) {
+    let Some((m, _)) = helper_method() else {
+        return;
+    };
+    let mut p = get_context(m).process(nothing, ());
+    match p.start() {
+        Ok(()) => {
+            p.join().unwrap();
+            println!("outcome: ok {}", p.exitcode().unwrap());
+        }
+        Err(e) => println!("outcome: error: {e}"),
+    }
+}
+
+/// 1,000 start/join cycles leave the number of open descriptors unchanged (in a process of its
+/// own, so that no other test opens descriptors meanwhile).
+pub(crate) fn no_fd_leak(m: StartMethod) {
+    let out = run_helper("helper_fd_leak", m, "1000", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("fds: ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no fd count in {stdout}"));
+    let (before, after) = line.split_once(' ').unwrap();
+    assert_eq!(before, after, "descriptors before and after 1000 cycles");
+}
+
+pub(crate) fn helper_fd_leak(_: StartMethod) {
+    let Some((m, n)) = helper_method() else {
+        return;
+    };
+    let n: usize = n.parse().unwrap();
+    let ctx = get_context(m);
+    // warm up: the fork server and the cached pidfd of this process exist from here on
+    let mut p = ctx.process(nothing, ());
+    p.start().unwrap();
+    p.join().unwrap();
+    let before = open_fds();
+    for i in 0..n {
+        if i % 2 == 0 {
+            let mut p = ctx.process(nothing, ());
+            p.start().unwrap();
+            p.join().unwrap();
+            assert_eq!(p.exitcode(), Some(0));
+        } else {
+            assert_eq!(ctx.spawn(square, i as i64).join().unwrap(), (i * i) as i64);
+        }
+    }
+    let after = open_fds();
+    println!("fds: {before} {after}");
+}
+
+/// The fork server restarts when it was killed; a child in flight when it died ends with the
+/// "unknown" status 255. In a process of its own: killing the server would disturb the
+/// children of the tests running beside it.
+pub(crate) fn forkserver_restarts(m: StartMethod) {
+    if m != StartMethod::ForkServer {
+        return;
+    }
+    let out = run_helper("helper_forkserver_restarts", m, "", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("restart checked"), "{stdout}");
+}
+
+pub(crate) fn helper_forkserver_restarts(_: StartMethod) {
+    let Some((m, _)) = helper_method() else {
+        return;
+    };
+    let ctx = get_context(m);
+    assert_eq!(ctx.spawn(square, 3).join().unwrap(), 9);
+    let (a, b) = Pipe::new().unwrap();
+    let mut inflight = ctx.process(wait_for_word, b);
+    inflight.start().unwrap();
+    let server = proc_spawn::forkserver_pid().expect("a fork server runs");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert!(process_gone_within(server, Duration::from_secs(30)));
+    assert_eq!(ctx.spawn(square, 4).join().unwrap(), 16);
+    let again = proc_spawn::forkserver_pid().unwrap();
+    assert_ne!(again, server);
+    a.send(&"go".to_string()).unwrap();
+    inflight.join().unwrap();
+    assert_eq!(inflight.exitcode(), Some(255));
+    println!("restart checked");
+}
+
+/// A fd the parent holds (not close-on-exec) is not something the child should depend on, but
+/// the sentinel of one child is not inherited by its siblings under spawn/forkserver: every
+/// child sees the same number of descriptors however many siblings run.
+pub(crate) fn child_fd_count_does_not_grow(m: StartMethod) {
+    fn count_fds(out: Connection) {
+        out.send(&std::fs::read_dir("/proc/self/fd").unwrap().count())
+            .unwrap();
+        let _: String = out.recv().unwrap();
+    }
+    if m == StartMethod::Fork {
+        return; // a forked child is a copy: it holds what its parent held
+    }
+    let mut counts = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..4 {
+        let (a, b) = Pipe::new().unwrap();
+        let mut p = get_context(m).process(count_fds, b);
+        p.start().unwrap();
+        counts.push(a.recv::<usize>().unwrap());
+        keep.push((p, a));
+    }
+    for (mut p, a) in keep {
+        a.send(&"bye".to_string()).unwrap();
+        p.join().unwrap();
+    }
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+}
