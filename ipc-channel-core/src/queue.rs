@@ -254,6 +254,21 @@ impl<T> Queue<T> {
         self.shared.closed.load(Ordering::Acquire)
     }
 
+    /// Test hook: runs `f` while holding the consumers' side of the queue, as a `get` does in
+    /// its critical section. Cross-process tests kill a process inside `f` to check that the
+    /// queue is not wedged for the others. Not part of the API.
+    #[doc(hidden)]
+    pub fn __testing_hold_get_side(&self, f: impl FnOnce()) {
+        self.shared.flavor.hold_get_side(f)
+    }
+
+    /// Test hook: as [`__testing_hold_get_side`](Self::__testing_hold_get_side), for the
+    /// producers' side. Not part of the API.
+    #[doc(hidden)]
+    pub fn __testing_hold_put_side(&self, f: impl FnOnce()) {
+        self.shared.flavor.hold_put_side(f)
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.is_closed() {
             Err(Error::Closed)

@@ -144,6 +144,26 @@ impl Flavor {
         }
     }
 
+    /// Runs `f` holding the consumers' lock (see `Queue::__testing_hold_get_side`).
+    pub(crate) fn hold_get_side(&self, f: impl FnOnce()) {
+        let lock = match self {
+            Flavor::Pipe(p) => p.read_lock(),
+            Flavor::Shm(s) => s.get_lock(),
+        };
+        let _held = lock_raw(lock, None);
+        f();
+    }
+
+    /// Runs `f` holding the producers' lock.
+    pub(crate) fn hold_put_side(&self, f: impl FnOnce()) {
+        let lock = match self {
+            Flavor::Pipe(p) => p.write_lock(),
+            Flavor::Shm(s) => s.put_lock(),
+        };
+        let _held = lock_raw(lock, None);
+        f();
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Flavor::Pipe(_) => Backend::Pipe,

@@ -123,6 +123,14 @@ impl PipeQueue {
         })
     }
 
+    pub(crate) fn read_lock(&self) -> &RawLock {
+        &self.ctrl.read_lock
+    }
+
+    pub(crate) fn write_lock(&self) -> &RawLock {
+        &self.ctrl.write_lock
+    }
+
     pub(crate) fn maxsize(&self) -> usize {
         self.ctrl.maxsize.load(Ordering::Relaxed) as usize
     }

@@ -168,6 +168,14 @@ impl ShmRing {
         Ok(unsafe { &*(self.seg.as_ptr().add(unit as usize * UNIT) as *const AtomicU64) })
     }
 
+    pub(crate) fn get_lock(&self) -> &RawLock {
+        &self.ctrl().get_lock
+    }
+
+    pub(crate) fn put_lock(&self) -> &RawLock {
+        &self.ctrl().put_lock
+    }
+
     pub(crate) fn maxsize(&self) -> usize {
         self.ctrl().maxsize.load(Ordering::Relaxed) as usize
     }
