@@ -106,7 +106,7 @@ fn test_four_producers_two_consumers_exactly_once() {
                 // Each consumer sees each producer's items in the order they were put.
                 let mut last = vec![None::<u32>; PRODUCERS as usize];
                 for (p, i) in &got {
-                    assert!(last[*p as usize].map_or(true, |l| *i > l));
+                    assert!(last[*p as usize].is_none_or(|l| *i > l));
                     last[*p as usize] = Some(*i);
                 }
                 total += got.len();
@@ -261,7 +261,7 @@ fn test_queue_lock_value_through_connection() {
             ));
             drop(guard);
             let seen = q.get_timeout(Duration::from_secs(60)).unwrap();
-            assert!(seen >= 1000 && seen <= 2000, "{seen}");
+            assert!((1000..=2000).contains(&seen), "{seen}");
             let echo = queue::<u64>(b);
             control.send(&echo).unwrap();
             echo.put(21).unwrap();
