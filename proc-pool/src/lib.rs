@@ -1,0 +1,1 @@
+//! Process pools for multiproc. Helper F fills this in.
