@@ -58,10 +58,12 @@ pub(crate) const UNIT: usize = 1 << 20;
 const CHUNK_HEADER: usize = 64;
 /// Data bytes per chunk.
 const DATA: usize = UNIT - CHUNK_HEADER;
-/// Free chunks kept with their pages; further freed chunks give their pages back.
-pub(crate) const KEEP_FREE: u64 = 8;
+/// Free chunks kept with their pages once the queue drains; the others give their pages back.
+pub(crate) const KEEP_FREE: u64 = 32;
 const MAGIC: u64 = u64::from_le_bytes(*b"mpqring1");
 const LEN_BYTES: usize = 8;
+/// Checks of the queue a consumer makes before sleeping on it.
+const SPINS: u32 = 200;
 
 #[repr(C)]
 struct Pos {
@@ -70,31 +72,47 @@ struct Pos {
     items: AtomicU64,
 }
 
-/// The control block at offset 0 of the segment.
+/// Padding that keeps fields written by different sides on different cache lines (two lines,
+/// for the adjacent-line prefetcher). Never read or written.
+type Pad = [u64; 16];
+
+/// The control block at offset 0 of the segment. Fields are grouped by who writes them, each
+/// group apart from the others, so producers and consumers do not bounce one cache line.
 #[repr(C)]
 struct Ctrl {
+    // Set at creation, read-only afterwards.
     magic: AtomicU64,
     units: AtomicU64,
     maxsize: AtomicU64,
     max_msg: AtomicU64,
+    _p0: Pad,
+    // Producers, under `put_lock`.
     put_lock: RawLock,
-    get_lock: RawLock,
-    alloc_lock: RawLock,
-    /// Records committed by producers (the commit point of a put).
-    items_put: AtomicU64,
     tail_sel: AtomicU64,
     tail: [Pos; 2],
+    _p1: Pad,
+    // Consumers, under `get_lock`.
+    get_lock: RawLock,
     head_sel: AtomicU64,
     head: [Pos; 2],
+    _p2: Pad,
+    /// Records committed by producers (the commit point of a put).
+    items_put: AtomicU64,
+    put_seq: AtomicU32,
+    put_waiters: AtomicU32,
+    _p3: Pad,
     /// Records taken by consumers (mirrors the selected head slot; for `len`).
     items_got: AtomicU64,
-    put_seq: AtomicU32,
-    get_waiters: AtomicU32,
     get_seq: AtomicU32,
-    put_waiters: AtomicU32,
-    /// Head of the free chunk list (unit index + 1; 0 = empty).
+    get_waiters: AtomicU32,
+    _p4: Pad,
+    // The chunk allocator, under `alloc_lock`.
+    alloc_lock: RawLock,
+    /// Head of the free chunk list (unit index + 1; 0 = empty). The list is LIFO, so the
+    /// recently used chunks (with their pages still committed) are at its head.
     free_head: AtomicU64,
-    free_count: AtomicU64,
+    /// How many chunks at the head of the free list still have their pages.
+    hot_free: AtomicU64,
     /// The next never-used unit.
     next_fresh: AtomicU64,
 }
@@ -204,7 +222,7 @@ impl ShmRing {
             let next = self.next_link(unit)?.load(Ordering::Acquire);
             c.free_head.store(next, Ordering::Release);
             let _ = c
-                .free_count
+                .hot_free
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             unit
         } else {
@@ -224,20 +242,43 @@ impl ShmRing {
 
     fn free_chunk(&self, unit: u64) -> Result<()> {
         let c = self.ctrl();
-        if c.free_count.load(Ordering::Relaxed) >= KEEP_FREE {
-            // Give the pages back before the chunk becomes reachable again.
-            let _ = rustix::fs::fallocate(
-                self.seg.as_fd(),
-                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
-                unit * UNIT as u64,
-                UNIT as u64,
-            );
-        }
         let _held = lock_raw(&c.alloc_lock, None).ok_or_else(|| corrupted("allocator lock"))?;
         let link = self.next_link(unit)?;
         link.store(c.free_head.load(Ordering::Acquire), Ordering::Release);
         c.free_head.store(unit + 1, Ordering::Release);
-        c.free_count.fetch_add(1, Ordering::AcqRel);
+        c.hot_free.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Gives back the pages of the free chunks beyond the first [`KEEP_FREE`]: called when the
+    /// queue has drained, so a burst's memory is returned without a system call per chunk
+    /// while items are streaming (returning pages then costs a page fault per page on reuse).
+    fn trim(&self) -> Result<()> {
+        let c = self.ctrl();
+        if c.hot_free.load(Ordering::Relaxed) <= KEEP_FREE {
+            return Ok(());
+        }
+        let _held = lock_raw(&c.alloc_lock, None).ok_or_else(|| corrupted("allocator lock"))?;
+        let hot = c.hot_free.load(Ordering::Acquire);
+        let mut link = c.free_head.load(Ordering::Acquire);
+        let mut i = 0u64;
+        while link != 0 && i < hot {
+            let unit = link - 1;
+            link = self.next_link(unit)?.load(Ordering::Acquire);
+            if i >= KEEP_FREE {
+                // The chunk's first bytes (its link) read as zero afterwards, so keep the link
+                // and rewrite it after punching.
+                let _ = rustix::fs::fallocate(
+                    self.seg.as_fd(),
+                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                    unit * UNIT as u64,
+                    UNIT as u64,
+                );
+                self.next_link(unit)?.store(link, Ordering::Release);
+            }
+            i += 1;
+        }
+        c.hot_free.store(KEEP_FREE.min(hot), Ordering::Release);
         Ok(())
     }
 
@@ -441,6 +482,9 @@ impl ShmRing {
                 for u in passed.drain(..) {
                     self.free_chunk(u)?;
                 }
+                if c.items_put.load(Ordering::Acquire) == items + 1 {
+                    self.trim()?;
+                }
                 c.get_seq.fetch_add(1, Ordering::SeqCst);
                 if c.put_waiters.load(Ordering::SeqCst) > 0 {
                     futex::wake_all(&c.get_seq);
@@ -450,6 +494,15 @@ impl ShmRing {
             drop(held);
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(Error::Timeout);
+            }
+            // A producer is often about to commit: look a few times before sleeping.
+            let mut spins = 0;
+            while spins < SPINS && c.put_seq.load(Ordering::Acquire) == seen {
+                std::hint::spin_loop();
+                spins += 1;
+            }
+            if c.put_seq.load(Ordering::Acquire) != seen {
+                continue;
             }
             c.get_waiters.fetch_add(1, Ordering::SeqCst);
             if c.put_seq.load(Ordering::SeqCst) == seen {
