@@ -234,6 +234,22 @@ fn install_panic_prefix() {
 // ---------------------------------------------------------------------------------------------
 // Frames
 
+/// The bytes of one frame: kind, length, payload.
+pub(crate) fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(9 + payload.len());
+    buf.push(kind);
+    buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    buf.extend_from_slice(payload);
+    buf
+}
+
+/// Splits the bytes of exactly one frame into kind and payload.
+pub(crate) fn unframe(bytes: &[u8]) -> Option<(u8, &[u8])> {
+    let head = bytes.get(..9)?;
+    let len = u64::from_le_bytes(head[1..9].try_into().ok()?);
+    (bytes.len() as u64 - 9 == len).then(|| (head[0], &bytes[9..]))
+}
+
 /// Sends one frame; the descriptors go with its first byte.
 pub(crate) fn send_frame(
     sock: BorrowedFd<'_>,
@@ -241,10 +257,7 @@ pub(crate) fn send_frame(
     payload: &[u8],
     fds: &[OwnedFd],
 ) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(9 + payload.len());
-    buf.push(kind);
-    buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    buf.extend_from_slice(payload);
+    let buf = frame(kind, payload);
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     let mut sent = transfer::send_with_fds(sock, &buf, &borrowed)?;
     while sent < buf.len() {
@@ -412,22 +425,28 @@ fn spawned_child(sock: OwnedFd) -> ! {
 /// Reads and decodes a `BOOT` frame.
 pub(crate) fn read_boot(sock: BorrowedFd<'_>) -> Result<(BootMsg, Vec<OwnedFd>), String> {
     match recv_frame(sock) {
-        Ok(Some((BOOT, payload, fds))) => {
-            let msg: BootMsg = postcard::from_bytes(&payload)
-                .map_err(|e| format!("malformed bootstrap message: {e}"))?;
-            let need = msg.arg_fds as usize + usize::from(msg.parent_pidfd);
-            if fds.len() != need {
-                return Err(format!(
-                    "bootstrap message carried {} descriptors, expected {need}",
-                    fds.len()
-                ));
-            }
-            Ok((msg, fds))
-        }
+        Ok(Some((BOOT, payload, fds))) => parse_boot(&payload, fds),
         Ok(Some((kind, _, _))) => Err(format!("unexpected message kind {kind} at bootstrap")),
         Ok(None) => Err("parent hung up before sending the bootstrap message".into()),
         Err(e) => Err(format!("reading the bootstrap message: {e}")),
     }
+}
+
+/// Decodes the payload of a `BOOT` frame and checks its descriptor count.
+pub(crate) fn parse_boot(
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(BootMsg, Vec<OwnedFd>), String> {
+    let msg: BootMsg =
+        postcard::from_bytes(payload).map_err(|e| format!("malformed bootstrap message: {e}"))?;
+    let need = msg.arg_fds as usize + usize::from(msg.parent_pidfd);
+    if fds.len() != need {
+        return Err(format!(
+            "bootstrap message carried {} descriptors, expected {need}",
+            fds.len()
+        ));
+    }
+    Ok((msg, fds))
 }
 
 /// Checks that `msg` names code of this very executable; returns the target and trampoline.

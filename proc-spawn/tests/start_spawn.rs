@@ -22,6 +22,7 @@ matrix!(StartMethod::Spawn;
     grandchild_names_and_parent,
     spawn_returns_value_and_panic_message,
     spawn_killed_child_reports_signal,
+    large_arguments_and_result,
     daemon_may_not_start_children,
     active_children_reaps,
     daemon_grandchild_terminated_when_child_returns,

@@ -4,14 +4,14 @@
 //! # Protocol
 //!
 //! - The client holds one end of a `SOCK_SEQPACKET` pair (the *control* socket); the server
-//!   the other. A request is one packet carrying one descriptor: the server's end of a fresh
-//!   stream socket pair made for this request. Packets are delivered whole, so threads and
+//!   the other. A request is one packet: its first descriptor is the server's end of a fresh
+//!   stream socket pair made for this request; packets are delivered whole, so threads and
 //!   forked copies of the client may share the control socket.
-//! - Over the request socket the client sends the same `BOOT` frame as `Spawn` (arguments'
-//!   descriptors and the client's pidfd included). The server reads it, forks; the child
-//!   checks and acknowledges it (`ACK` with its pid and its own pidfd), runs, maybe sends its
-//!   `RESULT`, exits. The server reaps it and relays the exit code (`STATUS`) on the same
-//!   socket, then closes its end.
+//! - The packet also carries the same `BOOT` frame as `Spawn` (with the arguments'
+//!   descriptors and the client's pidfd) when it fits (48 KiB); a larger one follows on the
+//!   request socket. The server forks; the child checks and acknowledges the request (`ACK`
+//!   with its pid and its own pidfd), runs, maybe sends its `RESULT`, exits. The server reaps
+//!   it and relays the exit code (`STATUS`) on the request socket, then closes its end.
 //! - The server exits when the control socket reports the end of the stream (every client is
 //!   gone). A client whose server died starts a new one on its next request.
 
@@ -29,9 +29,9 @@ use crate::context::StartMethod;
 use crate::error::{Error, Result};
 use crate::process::TargetJob;
 use crate::sys::{self, Forked};
+use ipc_shm::transfer::MAX_FDS_PER_MESSAGE;
 
 const READY: &[u8] = b"ready";
-const REQUEST: &[u8] = b"fork";
 
 /// A running fork server, as its client sees it.
 pub(crate) struct Server {
@@ -50,29 +50,13 @@ pub(crate) fn lock_client() -> MutexGuard<'static, Option<Server>> {
     CLIENT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A descriptor for the control socket of this process's fork server, starting the server if
-/// it is not running.
-///
-/// # Errors
-///
-/// As [`Error::ForkServer`] / [`Error::NotInitialized`] when the server cannot be started.
-pub(crate) fn ensure_running() -> Result<OwnedFd> {
-    let mut g = lock_client();
-    if let Some(s) = g.as_ref() {
-        if !sys::readable_now(s.pidfd.as_fd()).unwrap_or(true) {
-            return s.control.try_clone().map_err(|e| Error::io("dup", e));
-        }
+/// The control socket of this process's fork server, starting the server if there is none.
+/// A dead server is noticed when a request to it fails ([`server_failed`]).
+fn ensure_running(g: &mut Option<Server>) -> Result<&Server> {
+    if g.is_none() {
+        *g = Some(launch()?);
     }
-    if let Some(old) = g.take() {
-        retire(old);
-    }
-    let server = launch()?;
-    let control = server
-        .control
-        .try_clone()
-        .map_err(|e| Error::io("dup", e))?;
-    *g = Some(server);
-    Ok(control)
+    Ok(g.as_ref().expect("set above"))
 }
 
 /// Forgets a dead (or misbehaving) server, reaping it if it is ours.
@@ -83,13 +67,11 @@ fn retire(old: Server) {
     }
 }
 
-/// Forgets the current server if it has died.
-fn server_failed() {
+/// Forgets the server with pid `pid` after a request to it failed (unless another thread
+/// already replaced it).
+fn server_failed(pid: u32) {
     let mut g = lock_client();
-    let dead = g
-        .as_ref()
-        .is_some_and(|s| sys::readable_now(s.pidfd.as_fd()).unwrap_or(true));
-    if dead {
+    if g.as_ref().is_some_and(|s| s.pid == pid) {
         if let Some(old) = g.take() {
             retire(old);
         }
@@ -158,28 +140,53 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
+/// A request whose `BOOT` frame fits in one packet travels inline (one message, one system
+/// call on each side); a larger one is streamed over the request socket.
+const INLINE_MAX: usize = 48 * 1024;
+const REQ_INLINE: u8 = b'I';
+const REQ_STREAM: u8 = b'S';
+
 /// Asks the fork server for a child running `job`; returns once the child has acknowledged.
 pub(crate) fn start(job: &dyn TargetJob, spec: &ChildSpec) -> Result<ChildHandle> {
     let (payload, fds) = boot_message(job, spec, StartMethod::ForkServer)?;
+    let inline = payload.len() <= INLINE_MAX && fds.len() < MAX_FDS_PER_MESSAGE;
+    let packet = if inline {
+        let mut p = vec![REQ_INLINE];
+        p.extend_from_slice(&bootstrap::frame(BOOT, &payload));
+        p
+    } else {
+        vec![REQ_STREAM]
+    };
     for _attempt in 0..3 {
-        let control = ensure_running()?;
         let (mine, theirs) = sys::stream_pair().map_err(|e| Error::io("socketpair", e))?;
-        if let Err(e) =
-            ipc_shm::transfer::send_with_fds(control.as_fd(), REQUEST, &[theirs.as_fd()])
-        {
+        let (server, sent) = {
+            let mut g = lock_client();
+            let server = ensure_running(&mut g)?;
+            let mut all = vec![theirs.as_fd()];
+            if inline {
+                all.extend(fds.iter().map(|f| f.as_fd()));
+            }
+            (
+                server.pid,
+                ipc_shm::transfer::send_with_fds(server.control.as_fd(), &packet, &all),
+            )
+        };
+        if let Err(e) = sent {
             if is_disconnect(&e) {
-                server_failed();
+                server_failed(server);
                 continue;
             }
             return Err(Error::io("fork server request", e));
         }
         drop(theirs);
-        if let Err(e) = bootstrap::send_frame(mine.as_fd(), BOOT, &payload, &fds) {
-            if is_disconnect(&e) {
-                server_failed();
-                continue;
+        if !inline {
+            if let Err(e) = bootstrap::send_frame(mine.as_fd(), BOOT, &payload, &fds) {
+                if is_disconnect(&e) {
+                    server_failed(server);
+                    continue;
+                }
+                return Err(Error::io("fork server request", e));
             }
-            return Err(Error::io("fork server request", e));
         }
         match await_ack(mine.as_fd()) {
             Ok((pid, Some(pidfd))) => {
@@ -191,10 +198,16 @@ pub(crate) fn start(job: &dyn TargetJob, spec: &ChildSpec) -> Result<ChildHandle
                 ))
             }
             Err(Error::NotInitialized { detail }) => {
-                // Hung up without an answer: the server died with our request.
-                let before = lock_client().is_some();
-                server_failed();
-                if before && lock_client().is_none() {
+                // Hung up without an answer: if the server died with our request, ask its
+                // successor.
+                let dead = {
+                    let g = lock_client();
+                    g.as_ref().is_some_and(|s| {
+                        s.pid == server && sys::readable_now(s.pidfd.as_fd()).unwrap_or(true)
+                    })
+                };
+                if dead {
+                    server_failed(server);
                     continue;
                 }
                 return Err(Error::ForkServer(format!(
@@ -223,6 +236,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         sys::exit_now(0)
     }
     let mut kids: Vec<Kid> = Vec::new();
+    let mut buf = vec![0u8; INLINE_MAX + 64];
     loop {
         let ready = {
             let mut fds = vec![control.as_fd()];
@@ -245,32 +259,44 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         if !ready[0] {
             continue;
         }
-        let mut buf = [0u8; 16];
         let mut got = Vec::new();
-        match ipc_shm::transfer::recv_with_fds(control.as_fd(), &mut buf, &mut got, 1) {
+        let n = match ipc_shm::transfer::recv_with_fds(
+            control.as_fd(),
+            &mut buf,
+            &mut got,
+            MAX_FDS_PER_MESSAGE,
+        ) {
             Ok(0) => break, // every client is gone
-            Ok(n) if &buf[..n] == REQUEST && got.len() == 1 => {}
+            Ok(n) if !got.is_empty() => n,
             Ok(_) | Err(_) => continue, // malformed packet: ignore it
-        }
-        let sock = got.pop().expect("one descriptor");
-        // A client that stalls must not stall the others for long.
-        let _ = rustix::net::sockopt::set_socket_timeout(
-            &sock,
-            rustix::net::sockopt::Timeout::Recv,
-            Some(Duration::from_secs(10)),
-        );
-        let (msg, fds) = match bootstrap::read_boot(sock.as_fd()) {
+        };
+        let sock = got.remove(0);
+        let request = match (buf[0], bootstrap::unframe(&buf[1..n])) {
+            (REQ_INLINE, Some((BOOT, payload))) => bootstrap::parse_boot(payload, got),
+            (REQ_STREAM, _) if n == 1 && got.is_empty() => {
+                // A client that stalls must not stall the others for long.
+                let _ = rustix::net::sockopt::set_socket_timeout(
+                    &sock,
+                    rustix::net::sockopt::Timeout::Recv,
+                    Some(Duration::from_secs(10)),
+                );
+                let r = bootstrap::read_boot(sock.as_fd());
+                let _ = rustix::net::sockopt::set_socket_timeout(
+                    &sock,
+                    rustix::net::sockopt::Timeout::Recv,
+                    None,
+                );
+                r
+            }
+            _ => Err("malformed fork server request".to_string()),
+        };
+        let (msg, fds) = match request {
             Ok(x) => x,
             Err(e) => {
                 let _ = bootstrap::send_frame(sock.as_fd(), REFUSED, e.as_bytes(), &[]);
                 continue;
             }
         };
-        let _ = rustix::net::sockopt::set_socket_timeout(
-            &sock,
-            rustix::net::sockopt::Timeout::Recv,
-            None,
-        );
         // SAFETY: the server is single-threaded (it runs before main and starts no thread), so
         // the child may run any code.
         match unsafe { sys::fork() } {

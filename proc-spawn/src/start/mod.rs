@@ -7,7 +7,7 @@ pub(crate) mod forkserver;
 pub(crate) mod spawn;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -43,8 +43,9 @@ pub(crate) struct ChildHandle {
 }
 
 struct State {
-    /// The socket the child's result (and, when relayed, its status) arrives on.
-    chan: Option<OwnedFd>,
+    /// The socket the child's result (and, when relayed, its status) arrives on (shared with
+    /// waiters that poll it without holding the state lock).
+    chan: Option<Arc<OwnedFd>>,
     status: Option<i32>,
     result: Option<(Vec<u8>, Vec<OwnedFd>)>,
 }
@@ -64,7 +65,7 @@ impl ChildHandle {
             pidfd,
             relayed,
             state: Mutex::new(State {
-                chan,
+                chan: chan.map(Arc::new),
                 status: None,
                 result: None,
             }),
@@ -130,26 +131,19 @@ impl ChildHandle {
                 }
                 None => None,
             };
-            let st = self.state();
-            let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(2);
+            // Wait with the state unlocked (other threads may look at the child meanwhile);
+            // the channel is kept alive by its `Arc` even if another waiter drops it.
+            let chan = self.state().chan.clone();
+            let mut borrowed: Vec<BorrowedFd<'_>> = Vec::with_capacity(2);
             if !self.relayed {
-                fds.push(self.pidfd.as_fd());
+                borrowed.push(self.pidfd.as_fd());
             }
-            if let Some(c) = st.chan.as_ref() {
-                fds.push(c.as_fd());
+            if let Some(c) = chan.as_ref() {
+                borrowed.push(c.as_fd());
             }
-            if fds.is_empty() {
+            if borrowed.is_empty() {
                 continue;
             }
-            // Waiting with the state unlocked would race with another waiter closing `chan`;
-            // the descriptors are duplicated for the wait instead.
-            let owned: Vec<OwnedFd> = fds
-                .iter()
-                .map(|f| f.try_clone_to_owned())
-                .collect::<std::io::Result<_>>()
-                .map_err(|e| Error::io("dup", e))?;
-            drop(st);
-            let borrowed: Vec<BorrowedFd<'_>> = owned.iter().map(|f| f.as_fd()).collect();
             sys::poll_readable(&borrowed, left).map_err(|e| Error::io("poll", e))?;
         }
     }

@@ -159,6 +159,11 @@ fn pipe_hello(conn: Connection) {
 
 fn nothing(_: ()) {}
 
+fn reverse_bytes(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
 fn square(x: i64) -> i64 {
     x * x
 }
@@ -551,6 +556,17 @@ pub(crate) fn spawn_returns_value_and_panic_message(m: StartMethod) {
         Err(Error::Exited { code: 3, .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// Arguments larger than one fork-server packet and a result larger than a socket buffer (the
+/// parent must read it while the child is still writing).
+pub(crate) fn large_arguments_and_result(m: StartMethod) {
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut expected = big.clone();
+    expected.reverse();
+    let got = get_context(m).spawn(reverse_bytes, big).join().unwrap();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected);
 }
 
 pub(crate) fn spawn_killed_child_reports_signal(m: StartMethod) {

@@ -1,0 +1,113 @@
+//! Start + join of a child that does nothing, per start method, next to the limits measured
+//! in the same run — raw `fork()` + `_exit` + `waitpid`, raw `posix_spawn` of this same
+//! executable + `waitpid` — and next to the `procspawn` crate.
+//!
+//! Goals (from the issue): `ForkServer` within 2x of raw fork + wait, `Spawn` within 1.5x of raw
+//! `posix_spawn` of the same binary, every method faster than `procspawn`.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use criterion::{criterion_group, Criterion};
+use proc_spawn::{get_context, StartMethod};
+
+/// Set in the environment of the raw `posix_spawn` children: they exit at the top of `main`.
+const RAW_CHILD: &str = "PROC_SPAWN_BENCH_RAW_CHILD";
+
+fn noop(_: ()) {}
+
+fn raw_fork_wait() {
+    // SAFETY: the child only calls `_exit`, which is async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked; `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid);
+}
+
+fn raw_posix_spawn_wait(argv: &[*mut libc::c_char], envp: &[*mut libc::c_char]) {
+    let mut pid = 0;
+    // SAFETY: the path is a C string; argv and envp are NULL-terminated arrays of C strings
+    // that outlive the call; no file actions or attributes are passed.
+    let r = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            c"/proc/self/exe".as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "posix_spawn failed");
+    let mut status = 0;
+    // SAFETY: waits for the child just spawned; `status` is a valid out-pointer.
+    let w = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(w, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+}
+
+fn bench_start(c: &mut Criterion) {
+    let mut g = c.benchmark_group("start_join_noop");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+
+    g.bench_function("raw_fork_waitpid", |b| b.iter(raw_fork_wait));
+
+    let exe = CString::new(
+        std::env::current_exe()
+            .unwrap()
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    let mut env: Vec<CString> = std::env::vars()
+        .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap())
+        .collect();
+    env.push(CString::new(format!("{RAW_CHILD}=1")).unwrap());
+    let argv = [exe.as_ptr() as *mut libc::c_char, std::ptr::null_mut()];
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr() as *mut _).collect();
+    envp.push(std::ptr::null_mut());
+    g.bench_function("raw_posix_spawn_waitpid", |b| {
+        b.iter(|| raw_posix_spawn_wait(&argv, &envp))
+    });
+
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::ForkServer,
+    ] {
+        let ctx = get_context(m);
+        g.bench_function(format!("proc_spawn_{}", m.name()), |b| {
+            b.iter(|| {
+                let mut p = ctx.process(noop, ());
+                p.start().unwrap();
+                p.join().unwrap();
+                assert_eq!(p.exitcode(), Some(0));
+            })
+        });
+    }
+
+    g.bench_function("procspawn_crate", |b| {
+        b.iter(|| procspawn::spawn((), noop).join().unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_start);
+
+fn main() {
+    if std::env::var_os(RAW_CHILD).is_some() {
+        std::process::exit(0);
+    }
+    procspawn::init();
+    proc_spawn::init();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
