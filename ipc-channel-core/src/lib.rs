@@ -1,5 +1,76 @@
-//! Messaging for multiproc: Python's `Pipe`/`Connection`, `Queue`, `SimpleQueue`,
-//! `JoinableQueue` and `Listener`/`Client`.
+//! Messaging between processes for multiproc: Python's `Pipe`/`Connection`, `Queue`,
+//! `SimpleQueue`, `JoinableQueue` and `multiprocessing.connection.Listener`/`Client`, with typed
+//! serde messages and OS handles (queues, locks, shared memory, connections) travelling inside
+//! them.
+//!
+//! - [`Pipe::new`] gives two connected duplex [`Connection`]s, [`Pipe::simplex`] a
+//!   `(reader, writer)` pair. A connection sends any serde value ([`Connection::send`],
+//!   [`Connection::recv`]) or raw bytes, as length-prefixed frames with 64-bit lengths, a
+//!   configurable maximum size and strict checking of what arrives: a peer that closes is
+//!   [`Error::Eof`], a malformed stream a distinct error, never a panic.
+//! - [`Queue`] is a multi-producer, multi-consumer FIFO with Python's semantics (`put`/`get`
+//!   with `_timeout` and `try_` forms, [`Error::Full`]/[`Error::Empty`], `qsize`, `empty`,
+//!   `full`, `close`) and two [`Backend`]s: a shared-memory chunk ring (default; an unbounded
+//!   `put` never blocks) and a seqpacket socketpair (items may carry OS handles). `put` returns
+//!   only once the item is in the queue. [`SimpleQueue`] and [`JoinableQueue`] build on it.
+//! - [`Listener`] and [`Client`] connect unrelated processes over a Unix socket or TCP, with a
+//!   mutual HMAC-SHA256 challenge when an authkey is given.
+//!
+//! # Example
+//!
+//! ```
+//! use ipc_channel_core::{Error, Pipe, Queue};
+//! use std::time::Duration;
+//!
+//! let (a, b) = Pipe::new()?;
+//! a.send(&"hello".to_string())?;
+//! assert_eq!(b.recv::<String>()?, "hello");
+//!
+//! // A connection travels inside a message; so does a queue.
+//! let (x, y) = Pipe::new()?;
+//! a.send(&y)?;
+//! let y: ipc_channel_core::Connection = b.recv()?;
+//! y.send(&42u8)?;
+//! assert_eq!(x.recv::<u8>()?, 42);
+//!
+//! let q: Queue<Option<u32>> = Queue::new()?;
+//! for i in 0..5 {
+//!     q.put(Some(i))?;
+//! }
+//! q.put(None)?;
+//! while let Some(i) = q.get()? {
+//!     println!("consumed {i}");
+//! }
+//! assert!(matches!(q.get_timeout(Duration::from_millis(1)), Err(Error::Empty)));
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! Cross-process use (a child started with a queue or a connection as its argument) is shown
+//! one layer up, in `proc-spawn` and `multiproc`; the tests `xproc_connection.rs` and
+//! `xproc_queue.rs` run every feature here between real processes.
+//!
+//! # Platform support
+//!
+//! Linux. Relied on: Unix `SOCK_STREAM` and `SOCK_SEQPACKET` socketpairs with `SCM_RIGHTS`
+//! (descriptor passing), `MSG_CMSG_CLOEXEC`, `poll`, `getrandom(2)` (handshake challenges),
+//! memfd segments from ipc-shm with `fallocate(PUNCH_HOLE)` (the shm queue returns pages),
+//! and ipc-sync's futexes (`FUTEX_WAIT_BITSET`, Linux 2.6.25+) and robust locks. TCP listeners
+//! work on any address; the tests use 127.0.0.1 only.
+//!
+//! # Cargo features
+//!
+//! None.
+//!
+//! # Safety model
+//!
+//! Unsafe code lives only in the shared-memory queue backend (`flavors/shm_ring.rs`): raw
+//! copies into and out of the queue's mapping. Every chunk index, offset and length read from
+//! shared memory is range-checked before a pointer is formed from it, so another process that
+//! corrupts the queue can make it return errors ([`Error::Shm`]) or wrong bytes (which then
+//! fail to decode), but not break this process's memory safety. Everything received from a
+//! socket is parsed as untrusted input: lengths are checked against the maximum before any
+//! allocation, buffers grow only as bytes actually arrive, and descriptor counts are checked
+//! against what arrived.
 
 #![deny(missing_docs)]
 

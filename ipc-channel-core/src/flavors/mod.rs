@@ -4,6 +4,7 @@
 //! typed layer encodes and decodes.
 
 pub(crate) mod pipe;
+pub(crate) mod ring_core;
 pub(crate) mod shm_ring;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -14,11 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::err::{Error, Result};
 
-/// A held [`RawLock`], released on drop (also on unwind).
+/// A held [`RawLock`], released on drop (also on unwind). The pipe backend needs no repair
+/// when a holder died (see `pipe`), so whether one did is not kept.
 pub(crate) struct Held<'a> {
     lock: &'a RawLock,
-    /// The previous holder died holding the lock: the state it protects must be repaired.
-    pub(crate) owner_died: bool,
 }
 
 impl Drop for Held<'_> {
@@ -31,10 +31,7 @@ impl Drop for Held<'_> {
 
 /// Acquires `lock` (robustly: a dead holder's lock is taken over) or gives up at `deadline`.
 pub(crate) fn lock_raw(lock: &RawLock, deadline: Option<Deadline>) -> Option<Held<'_>> {
-    lock.lock_until(deadline).map(|a| Held {
-        lock,
-        owner_died: a.owner_died(),
-    })
+    lock.lock_until(deadline).map(|_| Held { lock })
 }
 
 /// A receive buffer that stays initialized as it grows, so receiving into it never pays for
