@@ -159,6 +159,25 @@ fn pipe_hello(conn: Connection) {
 
 fn nothing(_: ()) {}
 
+/// Restricts itself to CPU 0, reports `cpu_count()`.
+fn pinned_cpu_count(out: Connection) {
+    // SAFETY: `cpu_set_t` is plain data; the set is initialised by `CPU_ZERO`/`CPU_SET` and
+    // passed with its size.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(r, 0);
+    out.send(&proc_spawn::cpu_count()).unwrap();
+}
+
+fn report_method(out: Connection) {
+    out.send(&proc_spawn::get_start_method().name().to_string())
+        .unwrap();
+}
+
 fn reverse_bytes(mut v: Vec<u8>) -> Vec<u8> {
     v.reverse();
     v
@@ -558,6 +577,61 @@ pub(crate) fn spawn_returns_value_and_panic_message(m: StartMethod) {
     }
 }
 
+/// `cpu_count()` honours the affinity mask (a child pinned to one CPU counts one).
+pub(crate) fn cpu_count_honours_affinity(m: StartMethod) {
+    assert!(proc_spawn::cpu_count() >= 1);
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(pinned_cpu_count, b);
+    p.start().unwrap();
+    assert_eq!(a.recv::<usize>().unwrap(), 1);
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+}
+
+/// Code that names no method gets `IPC_START_METHOD`'s; the first use fixes the choice, so a
+/// later `set_start_method` is an error unless forced. In a process of its own (the choice is
+/// global).
+pub(crate) fn default_method_from_environment(m: StartMethod) {
+    let out = run_helper(
+        "helper_default_method",
+        m,
+        "",
+        &[("IPC_START_METHOD", m.name())],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("default method checked"), "{stdout}");
+}
+
+pub(crate) fn helper_default_method(_: StartMethod) {
+    let Some((m, _)) = helper_method() else {
+        return;
+    };
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = Process::new(report_method, b);
+    assert_eq!(p.start_method(), None);
+    p.start().unwrap();
+    assert_eq!(p.start_method(), Some(m));
+    assert_eq!(a.recv::<String>().unwrap(), m.name());
+    p.join().unwrap();
+    assert_eq!(proc_spawn::get_start_method(), m);
+    let other = if m == StartMethod::Spawn {
+        StartMethod::Fork
+    } else {
+        StartMethod::Spawn
+    };
+    let e = proc_spawn::set_start_method(other).unwrap_err();
+    assert!(matches!(e, Error::ContextAlreadySet(x) if x == m), "{e}");
+    proc_spawn::force_start_method(Some(other));
+    assert_eq!(proc_spawn::get_start_method(), other);
+    proc_spawn::force_start_method(None);
+    println!("default method checked");
+}
+
 /// Arguments larger than one fork-server packet and a result larger than a socket buffer (the
 /// parent must read it while the child is still writing).
 pub(crate) fn large_arguments_and_result(m: StartMethod) {
@@ -653,9 +727,23 @@ pub(crate) fn daemon_dies_with_killed_parent(m: StartMethod) {
 /// Exit-time lifetimes in a process of its own: `main` returns with a daemon child (sleeping a
 /// minute) and a non-daemon child (writing a file after 500 ms) running.
 pub(crate) fn lifetimes_at_main_return(m: StartMethod) {
+    check_exit_lifetimes(m, "return");
+}
+
+/// The same when the program ends with `std::process::exit`.
+pub(crate) fn lifetimes_at_process_exit(m: StartMethod) {
+    check_exit_lifetimes(m, "exit");
+}
+
+fn check_exit_lifetimes(m: StartMethod, how: &str) {
     let dir = temp_dir("exit");
     let t = Instant::now();
-    let out = run_helper("helper_exit", m, dir.to_str().unwrap(), &[]);
+    let out = run_helper(
+        "helper_exit",
+        m,
+        &format!("{how}|{}", dir.to_str().unwrap()),
+        &[],
+    );
     let took = t.elapsed();
     assert!(
         out.status.success(),
@@ -679,9 +767,10 @@ pub(crate) fn lifetimes_at_main_return(m: StartMethod) {
 }
 
 pub(crate) fn helper_exit(_: StartMethod) {
-    let Some((m, dir)) = helper_method() else {
+    let Some((m, arg)) = helper_method() else {
         return;
     };
+    let (how, dir) = arg.split_once('|').unwrap();
     let dir = PathBuf::from(dir);
     let ctx = get_context(m);
     let mut d = ctx
@@ -697,6 +786,9 @@ pub(crate) fn helper_exit(_: StartMethod) {
         (dir.join("non-daemon").to_str().unwrap().to_string(), 500),
     );
     n.start().unwrap();
+    if how == "exit" {
+        std::process::exit(0);
+    }
     // return from the test (and from main) with both running
 }
 
