@@ -188,7 +188,7 @@ pub fn get_all_start_methods() -> Vec<StartMethod> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use proc_spawn::{get_context, StartMethod};
 ///
 /// fn greet(name: String) {

@@ -16,7 +16,7 @@
 //!
 //! # Example
 //!
-//! ```no_run
+//! ```
 //! use proc_spawn::{get_context, Process, StartMethod};
 //!
 //! fn hello(name: String) {
@@ -135,7 +135,6 @@ pub fn forkserver_pid() -> Option<u32> {
 ///     proc_spawn::init();
 ///     // ... the program
 /// }
-/// # main();
 /// ```
 pub fn init() {
     bootstrap::run_if_child();

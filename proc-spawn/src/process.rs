@@ -335,7 +335,7 @@ fn run_it<T: Run>(obj: T) {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use proc_spawn::{Process, Run};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -371,7 +371,7 @@ pub trait Run {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use proc_spawn::Process;
 ///
 /// fn greet((name, times): (String, u32)) {
@@ -775,7 +775,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// fn square(x: u64) -> u64 {
 ///     x * x
 /// }
@@ -797,7 +797,7 @@ where
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// let base = 40;
 /// let h = proc_spawn::fork(move || base + 2);
 /// assert_eq!(h.join().unwrap(), 42);

@@ -232,6 +232,8 @@ struct Kid {
 /// it is single-threaded and forks safely.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::ignore_sigint(true);
+    // Computed once here, inherited by every child (which checks requests against it).
+    let _ = sys::exe_info();
     if ipc_shm::transfer::send_with_fds(control.as_fd(), READY, &[]).is_err() {
         sys::exit_now(0)
     }
