@@ -131,10 +131,9 @@ pub fn forkserver_pid() -> Option<u32> {
 /// # Examples
 ///
 /// ```
-/// fn main() {
-///     proc_spawn::init();
-///     // ... the program
-/// }
+/// // the first line of `main`:
+/// proc_spawn::init();
+/// // ... the program
 /// ```
 pub fn init() {
     bootstrap::run_if_child();
