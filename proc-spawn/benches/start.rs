@@ -131,7 +131,8 @@ fn interleaved(rounds: usize) {
             p.join().unwrap();
         }
     };
-    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let cases: Vec<Case<'_>> = vec![
         ("raw_fork_waitpid", Box::new(raw_fork_wait)),
         (
             "raw_posix_spawn_waitpid",
