@@ -35,7 +35,7 @@
 //! before use.
 
 use ipc_sync::futex::{self, Deadline};
-use ipc_sync::primitive::atomic::{AtomicU32, AtomicU64, Ordering};
+use ipc_sync::primitive::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use ipc_sync::raw::RawLock;
 
 /// What the algorithm can fail with.
@@ -386,6 +386,8 @@ pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadlin
                 return Err(CoreError::Timeout);
             }
             c.put_waiters.fetch_add(1, Ordering::SeqCst);
+            // Dekker with the consumer's bump-then-check: one of the two sees the other.
+            fence(Ordering::SeqCst);
             let timed_out = if c.get_seq.load(Ordering::SeqCst) == seen {
                 futex::wait(&c.get_seq, seen, deadline) == futex::Wait::TimedOut
             } else {
@@ -410,6 +412,7 @@ pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadlin
         c.tail_sel.store(other as u64, Ordering::Release);
         drop(held);
         c.put_seq.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if c.get_waiters.load(Ordering::SeqCst) > 0 {
             futex::wake_all(&c.put_seq);
         }
@@ -501,6 +504,7 @@ pub(crate) fn get<M: Mem + ?Sized>(
                 trim(m, keep_free)?;
             }
             c.get_seq.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             if c.put_waiters.load(Ordering::SeqCst) > 0 {
                 futex::wake_all(&c.get_seq);
             }
@@ -520,6 +524,7 @@ pub(crate) fn get<M: Mem + ?Sized>(
             continue;
         }
         c.get_waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         let timed_out = if c.put_seq.load(Ordering::SeqCst) == seen {
             futex::wait(&c.put_seq, seen, deadline) == futex::Wait::TimedOut
         } else {

@@ -194,7 +194,9 @@ impl<'de> Deserialize<'de> for ShmRing {
         };
         let c = ring.ctrl();
         if c.magic.load(Ordering::Acquire) != MAGIC {
-            return Err(D::Error::custom("received segment is not a multiproc queue"));
+            return Err(D::Error::custom(
+                "received segment is not a multiproc queue",
+            ));
         }
         // Trust the smaller of what the control block says and what is actually mapped.
         let units = c.units.load(Ordering::Relaxed).min(mapped_units);
