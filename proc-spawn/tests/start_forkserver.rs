@@ -23,6 +23,8 @@ matrix!(StartMethod::ForkServer;
     spawn_returns_value_and_panic_message,
     spawn_killed_child_reports_signal,
     large_arguments_and_result,
+    result_carries_handles,
+    closures_under_fork,
     cpu_count_honours_affinity,
     default_method_from_environment,
     helper_default_method,

@@ -178,6 +178,13 @@ fn report_method(out: Connection) {
         .unwrap();
 }
 
+/// Returns one end of a fresh pipe and a shared value: handles travel back in results too.
+fn make_channel(greeting: String) -> (Connection, Value<i64>) {
+    let (a, b) = Pipe::new().unwrap();
+    a.send(&greeting).unwrap();
+    (b, Value::new(99).unwrap())
+}
+
 fn reverse_bytes(mut v: Vec<u8>) -> Vec<u8> {
     v.reverse();
     v
@@ -630,6 +637,45 @@ pub(crate) fn helper_default_method(_: StartMethod) {
     assert_eq!(proc_spawn::get_start_method(), other);
     proc_spawn::force_start_method(None);
     println!("default method checked");
+}
+
+/// A result may carry handles (their descriptors travel with it).
+pub(crate) fn result_carries_handles(m: StartMethod) {
+    let (conn, value) = get_context(m)
+        .spawn(make_channel, "through the result".to_string())
+        .join()
+        .unwrap();
+    assert_eq!(conn.recv::<String>().unwrap(), "through the result");
+    assert_eq!(value.get(), 99);
+    value.set(100);
+    assert_eq!(value.get(), 100);
+}
+
+/// Under `Fork` any closure runs, captures included (`from_closure`, `fork`).
+pub(crate) fn closures_under_fork(m: StartMethod) {
+    if m != StartMethod::Fork {
+        return; // closures only exist under Fork
+    }
+    let counter = Value::new(0i64).unwrap();
+    let word = String::from("captured");
+    let (a, b) = Pipe::new().unwrap();
+    let c2 = counter.clone();
+    let mut p = Process::from_closure(move || {
+        *c2.lock() += word.len() as i64;
+        b.send(&word).unwrap();
+    });
+    assert_eq!(p.start_method(), Some(StartMethod::Fork));
+    p.start().unwrap();
+    assert_eq!(a.recv::<String>().unwrap(), "captured");
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(counter.get(), 8);
+    let base = 40;
+    assert_eq!(proc_spawn::fork(move || base + 2).join().unwrap(), 42);
+    let e = proc_spawn::fork(|| -> u8 { panic!("closure panic") })
+        .join()
+        .unwrap_err();
+    assert!(e.to_string().contains("closure panic"), "{e}");
 }
 
 /// Arguments larger than one fork-server packet and a result larger than a socket buffer (the
