@@ -51,6 +51,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
 const INITIAL_RECV_BUF: usize = 64 * 1024;
 /// Receive and send buffers larger than this are released once empty.
 const KEEP_BUF: usize = 1 << 20;
+/// Payloads up to this size are copied behind their header and sent with `send(2)`; larger ones
+/// are gathered with `sendmsg(2)`.
+const SMALL_FRAME: usize = 4096;
 /// Control-message space for the most descriptors one message can carry.
 const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(transfer::MAX_FDS_PER_MESSAGE));
 
@@ -413,6 +416,9 @@ fn write_all(fd: BorrowedFd<'_>, a: &[u8], b: &[u8], fds: &[BorrowedFd<'_>]) -> 
                 }));
             }
             rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL)
+        } else if s2.is_empty() {
+            // One contiguous buffer and no descriptors: plain send(2), cheaper than sendmsg.
+            rustix::net::send(fd, s1, SendFlags::NOSIGNAL)
         } else {
             rustix::net::sendmsg(
                 fd,
@@ -615,8 +621,17 @@ impl Connection {
             return Err(Error::TooLarge { len, max });
         }
         let header = Header { kind, fds: 0, len }.encode();
-        let _st = Self::lock_send(inner);
-        let r = write_all(inner.fd.as_fd(), &header, bytes, &[]);
+        let mut st = Self::lock_send(inner);
+        let r = if bytes.len() <= SMALL_FRAME {
+            // Small: copy behind the header and send one contiguous buffer.
+            st.buf.clear();
+            st.buf.extend_from_slice(&header);
+            st.buf.extend_from_slice(bytes);
+            write_all(inner.fd.as_fd(), &st.buf, &[], &[])
+        } else {
+            // Large: gather header and payload without copying.
+            write_all(inner.fd.as_fd(), &header, bytes, &[])
+        };
         self.note_send(inner, r)
     }
 

@@ -373,7 +373,12 @@ pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadlin
     }
     let maxsize = c.maxsize.load(Ordering::Relaxed);
     loop {
-        let seen = c.get_seq.load(Ordering::SeqCst);
+        // Only a bounded queue waits for room (and so reads the consumers' line).
+        let seen = if maxsize > 0 {
+            c.get_seq.load(Ordering::SeqCst)
+        } else {
+            0
+        };
         let held = lock(&c.put_lock, deadline).ok_or(CoreError::Timeout)?;
         if held.owner_died {
             recover_tail(c);
