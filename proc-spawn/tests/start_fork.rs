@@ -24,6 +24,7 @@ matrix!(StartMethod::Fork;
     spawn_killed_child_reports_signal,
     large_arguments_and_result,
     result_carries_handles,
+    non_capturing_closure_target,
     closures_under_fork,
     cpu_count_honours_affinity,
     default_method_from_environment,

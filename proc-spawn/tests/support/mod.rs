@@ -639,6 +639,20 @@ pub(crate) fn helper_default_method(_: StartMethod) {
     println!("default method checked");
 }
 
+/// A closure that captures nothing is a `fn` pointer: a target for every method.
+pub(crate) fn non_capturing_closure_target(m: StartMethod) {
+    let h = get_context(m).spawn(|(a, b): (u32, u32)| a * b + 1, (6, 7));
+    assert_eq!(h.join().unwrap(), 43);
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(
+        |c: Connection| c.send(&proc_spawn::current_process().pid()).unwrap(),
+        b,
+    );
+    p.start().unwrap();
+    assert_eq!(Some(a.recv::<u32>().unwrap()), p.pid());
+    p.join().unwrap();
+}
+
 /// A result may carry handles (their descriptors travel with it).
 pub(crate) fn result_carries_handles(m: StartMethod) {
     let (conn, value) = get_context(m)
