@@ -11,6 +11,7 @@ matrix!(StartMethod::ForkServer;
     four_children_numbers,
     from_run_squares,
     child_fills_pipe,
+    child_fills_queue,
     value_counter_four_processes,
     pipe_hello_both_ways,
     handles_as_arguments,

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ipc_channel_core::{Connection, Pipe};
+use ipc_channel_core::{Connection, Pipe, Queue};
 use ipc_shm::SharedMemory;
 use ipc_sync::{Array, Lock, Value};
 use proc_spawn::{get_context, Error, Process, Run, StartMethod};
@@ -142,6 +142,20 @@ fn producer(out: Connection) {
         out.send(&Some(i)).unwrap();
     }
     out.send(&None::<u32>).unwrap();
+}
+
+fn queue_producer(q: Queue<Option<u32>>) {
+    for i in 0..5u32 {
+        q.put(Some(i)).unwrap();
+    }
+    q.put(None).unwrap();
+}
+
+/// Reads the inbox until `None`, doubles each item into the outbox.
+fn queue_doubler((inbox, outbox): (Queue<Option<u64>>, Queue<u64>)) {
+    while let Some(x) = inbox.get().unwrap() {
+        outbox.put(x * 2).unwrap();
+    }
 }
 
 fn add_many((counter, n): (Value<i32>, u32)) {
@@ -382,6 +396,44 @@ pub(crate) fn child_fills_pipe(m: StartMethod) {
     p.join().unwrap();
     assert_eq!(got, [0, 1, 2, 3, 4]);
     assert_eq!(p.exitcode(), Some(0));
+}
+
+/// Python's seed (c): a child fills a `Queue` the parent reads, and queues as arguments both
+/// ways, for both queue backends.
+pub(crate) fn child_fills_queue(m: StartMethod) {
+    let q = Queue::<Option<u32>>::new().unwrap();
+    let mut p = get_context(m)
+        .process(queue_producer, q.clone())
+        .name("producer");
+    p.start().unwrap();
+    let mut got = Vec::new();
+    while let Some(i) = q.get_timeout(Duration::from_secs(60)).unwrap() {
+        got.push(i);
+    }
+    p.join().unwrap();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    assert_eq!(p.exitcode(), Some(0));
+
+    for backend in [
+        ipc_channel_core::Backend::Pipe,
+        ipc_channel_core::Backend::Shm,
+    ] {
+        let inbox = Queue::builder().backend(backend).build().unwrap();
+        let outbox = Queue::builder().backend(backend).build().unwrap();
+        let mut p = get_context(m).process(queue_doubler, (inbox.clone(), outbox.clone()));
+        p.start().unwrap();
+        for x in 1..=100u64 {
+            inbox.put(Some(x)).unwrap();
+        }
+        inbox.put(None).unwrap();
+        let mut sum = 0;
+        for _ in 0..100 {
+            sum += outbox.get_timeout(Duration::from_secs(60)).unwrap();
+        }
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(sum, 2 * 5050, "{backend:?}");
+    }
 }
 
 pub(crate) fn value_counter_four_processes(m: StartMethod) {
