@@ -525,9 +525,12 @@ impl Process {
 
     /// Makes the process a daemon (default: this process's own flag, so `false` in the main
     /// process). A daemon is terminated when its parent exits, dies with its parent when that
-    /// is killed, and may not start children.
+    /// is killed, and may not start children. Once the process has started the flag cannot
+    /// change (Python raises; here the call has no effect).
     pub fn daemon(mut self, daemon: bool) -> Process {
-        self.daemon = daemon;
+        if self.child.is_none() {
+            self.daemon = daemon;
+        }
         self
     }
 

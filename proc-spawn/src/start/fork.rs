@@ -12,15 +12,20 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::{ChildHandle, ChildSpec};
 use crate::bootstrap;
 use crate::context::{self, StartMethod};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::process::{self, Job, ProcessInfo};
 use crate::sys::{self, Forked};
 
-/// Forks a child running `job`.
-pub(crate) fn start(job: Job, spec: &ChildSpec) -> Result<ChildHandle> {
+/// Forks a child running `job`. On failure the job is handed back (nothing ran it).
+pub(crate) fn start(
+    job: Job,
+    spec: &ChildSpec,
+) -> std::result::Result<ChildHandle, (Error, Option<Job>)> {
     let (mine, theirs) = if spec.want_result {
-        let (a, b) = sys::stream_pair().map_err(|e| Error::io("socketpair", e))?;
-        (Some(a), Some(b))
+        match sys::stream_pair() {
+            Ok((a, b)) => (Some(a), Some(b)),
+            Err(e) => return Err((Error::io("socketpair", e), Some(job))),
+        }
     } else {
         (None, None)
     };
@@ -29,12 +34,15 @@ pub(crate) fn start(job: Job, spec: &ChildSpec) -> Result<ChildHandle> {
     let _ = std::io::stdout().flush();
     let server_state = super::forkserver::lock_client();
     let mut global = process::global();
-    let parent_pidfd = global.self_pidfd()?;
+    let parent_pidfd = match global.self_pidfd() {
+        Ok(fd) => fd,
+        Err(e) => return Err((e, Some(job))),
+    };
     // SAFETY: in the child only this thread exists. It uses the state guarded by the two locks
     // this thread holds (consistent, since their holder is this thread), `malloc` (made
     // fork-safe by glibc), and then runs the job: the documented contract of `Fork`.
     match unsafe { sys::fork() } {
-        Err(e) => Err(Error::io("fork", e)),
+        Err(e) => Err((Error::io("fork", e), Some(job))),
         Ok(Forked::Child) => {
             drop(mine);
             let me = ProcessInfo::new(spec.name.clone(), sys::getpid(), spec.daemon);
@@ -55,8 +63,21 @@ pub(crate) fn start(job: Job, spec: &ChildSpec) -> Result<ChildHandle> {
             drop(theirs);
             drop(parent_pidfd);
             // Our child, not reaped yet: its pid cannot have been reused.
-            let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e))?;
-            Ok(ChildHandle::new(pid, spec, pidfd, false, mine))
+            match sys::pidfd_open(pid) {
+                Ok(pidfd) => Ok(ChildHandle::new(pid, spec, pidfd, false, mine)),
+                Err(e) => {
+                    // Cannot watch it: stop it and reap it rather than leave it unmanaged.
+                    let _ = rustix::process::kill_process(
+                        rustix::process::Pid::from_raw(pid as i32).expect("a forked pid"),
+                        rustix::process::Signal::KILL,
+                    );
+                    let _ = rustix::process::waitpid(
+                        rustix::process::Pid::from_raw(pid as i32),
+                        rustix::process::WaitOptions::empty(),
+                    );
+                    Err((Error::io("pidfd_open", e), None))
+                }
+            }
         }
     }
 }

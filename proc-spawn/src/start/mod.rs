@@ -249,7 +249,7 @@ pub(crate) fn start(
 ) -> std::result::Result<ChildHandle, (Error, Option<crate::process::Job>)> {
     use crate::process::Job;
     match (method, job) {
-        (StartMethod::Fork, job) => fork::start(job, spec).map_err(|e| (e, None)),
+        (StartMethod::Fork, job) => fork::start(job, spec),
         (m, Job::Closure(c)) => Err((Error::ClosureNeedsFork(m), Some(Job::Closure(c)))),
         (StartMethod::Spawn, Job::Target(t)) => match spawn::start(&*t, spec) {
             Ok(h) => Ok(h),

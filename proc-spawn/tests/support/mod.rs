@@ -547,6 +547,9 @@ pub(crate) fn start_twice_and_before_start(m: StartMethod) {
     let e = p.start().unwrap_err();
     assert!(matches!(e, Error::AlreadyStarted));
     assert_eq!(e.to_string(), "cannot start a process twice");
+    // the daemon flag cannot change once started
+    let mut p = p.daemon(true);
+    assert!(!p.is_daemon());
     p.join().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
     assert_eq!(p.exitcode(), Some(0));
