@@ -67,14 +67,7 @@ pub(crate) fn start(
                 Ok(pidfd) => Ok(ChildHandle::new(pid, spec, pidfd, false, mine)),
                 Err(e) => {
                     // Cannot watch it: stop it and reap it rather than leave it unmanaged.
-                    let _ = rustix::process::kill_process(
-                        rustix::process::Pid::from_raw(pid as i32).expect("a forked pid"),
-                        rustix::process::Signal::KILL,
-                    );
-                    let _ = rustix::process::waitpid(
-                        rustix::process::Pid::from_raw(pid as i32),
-                        rustix::process::WaitOptions::empty(),
-                    );
+                    sys::kill_and_reap(pid);
                     Err((Error::io("pidfd_open", e), None))
                 }
             }

@@ -313,14 +313,11 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 match sys::pidfd_open(pid) {
                     Ok(pidfd) => kids.push(Kid { pidfd, sock }),
                     Err(_) => {
-                        // Cannot watch it: reap it the blocking way is not possible without
-                        // stalling; tell the client its status is unknown.
-                        let _ = bootstrap::send_frame(
-                            sock.as_fd(),
-                            STATUS,
-                            &super::LOST_STATUS.to_le_bytes(),
-                            &[],
-                        );
+                        // Cannot watch it without blocking the others: stop it, reap it, and
+                        // relay that status (the client sees the child killed).
+                        let code = sys::kill_and_reap(pid);
+                        let _ =
+                            bootstrap::send_frame(sock.as_fd(), STATUS, &code.to_le_bytes(), &[]);
                     }
                 }
             }

@@ -27,7 +27,13 @@ pub(crate) fn start(job: &dyn TargetJob, spec: &ChildSpec) -> Result<ChildHandle
     .map_err(|e| Error::io("posix_spawn", e))?;
     drop(theirs);
     // The child is ours and not reaped yet: its pid cannot have been reused.
-    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e))?;
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            sys::kill_and_reap(pid);
+            return Err(Error::io("pidfd_open", e));
+        }
+    };
     // A child that dies early makes this fail (EPIPE); the acknowledgement tells why.
     let _ = bootstrap::send_frame(mine.as_fd(), BOOT, &payload, &fds);
     drop(fds);

@@ -207,6 +207,26 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
+/// Kills the (unreaped) child `pid` and reaps it; its exit code the Python way.
+pub(crate) fn kill_and_reap(pid: u32) -> i32 {
+    let Some(p) = Pid::from_raw(pid as i32) else {
+        return -9;
+    };
+    let _ = rustix::process::kill_process(p, Signal::KILL);
+    loop {
+        match rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, st))) => {
+                return st
+                    .exit_status()
+                    .or(st.terminating_signal().map(|s| -s))
+                    .unwrap_or(-9)
+            }
+            Err(Errno::INTR) => continue,
+            _ => return -9,
+        }
+    }
+}
+
 /// `pidfd_send_signal`: signals the process behind `pidfd`. A process that has already exited is
 /// not an error (nothing to signal).
 pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
