@@ -1,1 +1,263 @@
-//! multiproc facade (being written).
+//! Python's `multiprocessing`, in Rust: processes with the `fork`, `spawn` and `forkserver`
+//! start methods, process pools, queues and pipes, process-shared locks, semaphores, events,
+//! conditions and barriers, shared values and arrays, and named shared memory — one import.
+//!
+//! This crate holds no code of its own: it re-exports the five layers of the workspace under one
+//! name (and each layer as a module: [`shm`], [`sync`], [`channel`], [`mod@spawn`], [`pool`]), so a
+//! program written from a Python tutorial reads the same here. Everything is real: children are
+//! processes, locks are futexes in shared memory, queues are shared-memory rings or sockets.
+//!
+//! # Python and Rust, side by side
+//!
+//! <table><tr><th>Python</th><th>Rust</th></tr><tr><td>
+//!
+//! ```python
+//! from multiprocessing import (
+//!     Process, Queue, Value)
+//!
+//! def increment(counter, n):
+//!     for _ in range(n):
+//!         with counter.get_lock():
+//!             counter.value += 1
+//!
+//! def producer(q):
+//!     for i in range(5):
+//!         q.put(i)
+//!     q.put(None)
+//!
+//!
+//! if __name__ == "__main__":
+//!
+//!     counter = Value("i", 0)
+//!     procs = [Process(target=increment,
+//!                      args=(counter, 1000))
+//!              for _ in range(4)]
+//!     for p in procs: p.start()
+//!     for p in procs: p.join()
+//!     print(counter.value)
+//!
+//!     q = Queue()
+//!     p = Process(target=producer, args=(q,))
+//!     p.start()
+//!     while (item := q.get()) is not None:
+//!         print("consumed", item)
+//!     p.join()
+//!     print("exitcode", p.exitcode)
+//!
+//! ```
+//!
+//! </td><td>
+//!
+//! ```
+//! use multiproc::prelude::*;
+//!
+//! fn increment((counter, n): (Value<i32>, u32)) {
+//!     for _ in 0..n {
+//!         *counter.lock() += 1;
+//!     }
+//! }
+//!
+//! fn producer(q: Queue<Option<u32>>) {
+//!     for i in 0..5 { q.put(Some(i)).unwrap(); }
+//!     q.put(None).unwrap();
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     multiproc::init();
+//!     let counter = Value::new(0i32)?;
+//!     let mut procs: Vec<Process> = (0..4)
+//!         .map(|_| Process::new(increment,
+//!                               (counter.clone(), 1000)))
+//!         .collect();
+//!     for p in &mut procs { p.start()?; }
+//!     for p in &mut procs { p.join()?; }
+//!     println!("{}", counter.get());
+//! # assert_eq!(counter.get(), 4000);
+//!
+//!     let q = Queue::new()?;
+//!     let mut p = Process::new(producer, q.clone());
+//!     p.start()?;
+//!     while let Some(item) = q.get()? {
+//!         println!("consumed {item}");
+//!     }
+//!     p.join()?;
+//!     println!("exitcode {:?}", p.exitcode());
+//! # assert_eq!(p.exitcode(), Some(0));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! </td></tr></table>
+//!
+//! The differences are few and always the same:
+//!
+//! - `multiproc::init()` is the first line of `main` — Rust's `if __name__ == "__main__"`.
+//!   A child started with `spawn` or `forkserver` runs this very executable; `init` (or the
+//!   hook that runs before `main`) recognises it and runs the target instead of your program.
+//! - A target is a plain function `fn(A) -> R` (a non-capturing closure also coerces to one)
+//!   taking **one** argument; several travel as a tuple, destructured in the signature.
+//!   Arguments and results are serde values. Under `fork`, [`Process::from_closure`] also runs
+//!   any `FnOnce() + Send` closure.
+//! - Every OS-backed object (queue, lock, value, array, connection, shared memory) is a handle:
+//!   `clone()` gives another handle to the same object, as cheap as an `Arc`, and a handle
+//!   passed to a child arrives there whatever the start method.
+//! - Constructors that ask the OS for something return `Result`; blocking calls come in three
+//!   forms: `get` / `get_timeout(d)` / `try_get` (Python's `block=False` is `try_`).
+//! - Errors instead of hangs: a worker killed in a pool fails its task with `WorkerLost`, a lock
+//!   whose holder died is handed over with `owner_died()` set, a peer that closed is `Eof`.
+//!
+//! # From Python names to ours
+//!
+//! | Python (`multiprocessing.…`) | multiproc | layer |
+//! |---|---|---|
+//! | `Process(target=f, args=(a, b))` | [`Process::new`]`(f, (a, b))` | spawn |
+//! | `Process(..., name="x", daemon=True)` | `Process::new(f, a).name("x").daemon(true)` | spawn |
+//! | `p.start()`, `p.join()`, `p.join(t)` | [`Process::start`], [`Process::join`], [`Process::join_timeout`] | spawn |
+//! | `p.is_alive()`, `p.exitcode`, `p.pid` | [`Process::is_alive`], [`Process::exitcode`], [`Process::pid`] | spawn |
+//! | `p.terminate()`, `p.kill()`, `p.sentinel` | [`Process::terminate`], [`Process::kill`], [`Process::sentinel`] | spawn |
+//! | subclass of `Process` with `run()` | `impl` [`Run`], [`Process::from_run`] | spawn |
+//! | (a child that returns a value) | [`spawn()`] → [`JoinHandle::join`] | spawn |
+//! | `current_process()`, `parent_process()` | [`current_process`], [`parent_process`] → [`ProcessInfo`] | spawn |
+//! | `active_children()`, `cpu_count()` | [`active_children`], [`cpu_count`] | spawn |
+//! | `get_context("spawn")`, `ctx.Process(...)` | [`get_context`]`(`[`StartMethod::Spawn`]`)`, [`Context::process`] | spawn |
+//! | `set_start_method(m)`, `get_start_method()`, `get_all_start_methods()` | [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] | spawn |
+//! | `if __name__ == "__main__":` | [`init`] | spawn |
+//! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | `Pool::new(n)`, `Pool::builder()` | pool |
+//! | `pool.map`, `imap`, `imap_unordered`, `starmap`, `apply` and their `_async` forms | methods of the same names on `Pool` | pool |
+//! | `AsyncResult.get/wait/ready/successful` | `AsyncResult` | pool |
+//! | `multiprocessing.dummy.Pool` | `ThreadPool` | pool |
+//! | `Pipe()`, `Pipe(duplex=False)` | [`Pipe::new`], [`Pipe::simplex`] | channel |
+//! | `conn.send(obj)`, `conn.recv()`, `send_bytes`, `recv_bytes`, `poll(t)` | [`Connection::send`], [`Connection::recv`], [`Connection::send_bytes`], [`Connection::recv_bytes`], [`Connection::poll`] | channel |
+//! | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::bounded`] | channel |
+//! | `q.put(x)`, `q.get()`, `q.get(timeout=t)`, `q.get_nowait()` | [`Queue::put`], [`Queue::get`], [`Queue::get_timeout`], [`Queue::try_get`] | channel |
+//! | `queue.Empty`, `queue.Full` | [`ChannelError::Empty`], [`ChannelError::Full`] | channel |
+//! | `SimpleQueue()`, `JoinableQueue()` | [`SimpleQueue`], [`JoinableQueue`] | channel |
+//! | `connection.Listener`, `connection.Client` | [`Listener`], [`Client`] | channel |
+//! | `Lock()`, `RLock()` (`with lock:`) | [`Lock`], [`RLock`] (`let _g = lock.acquire();`) | sync |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore`], [`BoundedSemaphore`] | sync |
+//! | `Event()`, `Condition()`, `Barrier(n)` | [`Event`], [`Condition`], [`Barrier`] | sync |
+//! | `Value("i", 0)` with `get_lock()` | [`Value::new`]`(0i32)`, `*v.lock() += 1` | sync |
+//! | `Array("i", [1, 2, 3])`, `arr[:]` | [`Array::from_slice`]`(&[1i32, 2, 3])`, [`Array::to_vec`] | sync |
+//! | `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] (atomic element access) | shm |
+//! | `shared_memory.SharedMemory(name, create, size)` | [`SharedMemory::create`], [`SharedMemory::open`] | shm |
+//! | typecodes `b B h H i I q Q f d` | `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64` ([`Element`]) | shm |
+//!
+//! Each layer's error type is re-exported under its layer's name: [`ShmError`], [`SyncError`],
+//! [`ChannelError`], [`SpawnError`] and `PoolError`; they all implement
+//! [`std::error::Error`], so `Box<dyn std::error::Error>` (as above) collects any of them.
+//!
+//! # Start methods
+//!
+//! [`StartMethod::ForkServer`] is the default on Linux: a single-threaded server, started once,
+//! forks each child — fast, and safe in a multithreaded program. [`StartMethod::Spawn`]
+//! re-executes the program for every child (the slowest, the most isolated).
+//! [`StartMethod::Fork`] copies the calling process (the fastest, and the only one that runs
+//! capturing closures, but unsafe when other threads hold locks at the time of the fork). The
+//! environment variable `IPC_START_METHOD=fork|spawn|forkserver` changes the default of a
+//! program that does not choose.
+//!
+//! # Platform support
+//!
+//! Linux (5.4 or later for pidfds): memfd shared memory, POSIX shared memory in `/dev/shm`,
+//! futexes, `SCM_RIGHTS`, pidfds, `PR_SET_PDEATHSIG`. Other platforms fail to compile with a
+//! message naming the missing backend.
+//!
+//! # Cargo features
+//!
+//! One per layer, all on by default; each turns on the layers below it:
+//!
+//! | feature | adds | depends on |
+//! |---|---|---|
+//! | `shm` | [`shm`]: `SharedMemory`, `RawValue`, `RawArray`, the shared heap, handle transfer | — |
+//! | `sync` | [`sync`]: `Lock`, `RLock`, `Semaphore`, `Event`, `Condition`, `Barrier`, `Value`, `Array` | `shm` |
+//! | `channel` | [`channel`]: `Pipe`, `Connection`, `Queue`, `SimpleQueue`, `JoinableQueue`, `Listener` | `sync` |
+//! | `spawn` | [`mod@spawn`]: `Process`, start methods, contexts, [`init`] | `channel` |
+//! | `pool` | [`pool`]: `Pool`, `AsyncResult`, `ThreadPool` | `spawn` |
+//!
+//! For example `multiproc = { version = "0.1", default-features = false, features = ["sync"] }`
+//! gives the locks and shared values alone (starting processes is then up to you).
+//!
+//! # Safety model
+//!
+//! This crate contains no code, safe or unsafe: see the layers' own "Safety model" sections.
+//! In short, shared memory holds only plain atomics and numbers (never pointers); bytes from
+//! another process are untrusted (a malformed message is an error, never undefined behaviour);
+//! a function crosses processes only as an offset checked against the same executable.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod prelude;
+
+// ---- the layers, as modules ------------------------------------------------------------------
+
+/// Layer 1, `ipc-shm`: shared memory segments, named shared memory, the shared heap,
+/// `RawValue`/`RawArray`, handle transfer.
+#[cfg(feature = "shm")]
+pub use ipc_shm as shm;
+
+/// Layer 2, `ipc-sync`: process-shared futex primitives and the synchronized `Value`/`Array`.
+#[cfg(feature = "sync")]
+pub use ipc_sync as sync;
+
+/// Layer 3, `ipc-channel-core`: `Pipe`/`Connection`, `Queue`, `SimpleQueue`, `JoinableQueue`,
+/// `Listener`/`Client`.
+#[cfg(feature = "channel")]
+pub use ipc_channel_core as channel;
+
+/// Layer 4, `proc-spawn`: `Process`, start methods, contexts, `init()`.
+#[cfg(feature = "spawn")]
+pub use proc_spawn as spawn;
+
+/// Layer 5, `proc-pool`: `Pool`, `AsyncResult`, `ThreadPool`.
+#[cfg(feature = "pool")]
+pub use proc_pool as pool;
+
+// ---- ipc-shm ---------------------------------------------------------------------------------
+
+#[cfg(feature = "shm")]
+pub use ipc_shm::{
+    transfer, Element, IntElement, RawArray, RawValue, Segment, SharedMemory, ShmBox, ShmSafe,
+    ShmSlice, TransferError,
+};
+
+/// The error of the shared-memory layer ([`shm::Error`]).
+#[cfg(feature = "shm")]
+pub use ipc_shm::Error as ShmError;
+
+// ---- ipc-sync --------------------------------------------------------------------------------
+
+#[cfg(feature = "sync")]
+pub use ipc_sync::{
+    Array, ArrayGuard, Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock,
+    LockGuard, RLock, RLockGuard, Semaphore, Value, ValueGuard,
+};
+
+/// The error of the synchronization layer ([`sync::Error`]).
+#[cfg(feature = "sync")]
+pub use ipc_sync::Error as SyncError;
+
+// ---- ipc-channel-core ------------------------------------------------------------------------
+
+#[cfg(feature = "channel")]
+pub use ipc_channel_core::{
+    Address, Backend, Client, Connection, JoinableQueue, Listener, Pipe, Queue, QueueBuilder,
+    SimpleQueue,
+};
+
+/// The error of the messaging layer ([`channel::Error`]): `Empty`, `Full`, `Eof`, ...
+#[cfg(feature = "channel")]
+pub use ipc_channel_core::Error as ChannelError;
+
+// ---- proc-spawn ------------------------------------------------------------------------------
+
+#[cfg(feature = "spawn")]
+pub use proc_spawn::{
+    active_children, cpu_count, current_process, fork, get_all_start_methods, get_context,
+    get_start_method, init, parent_process, set_start_method, spawn, Context, JoinHandle, Process,
+    ProcessInfo, Run, StartMethod,
+};
+
+/// The error of the process layer ([`mod@spawn`]`::Error`).
+#[cfg(feature = "spawn")]
+pub use proc_spawn::Error as SpawnError;
