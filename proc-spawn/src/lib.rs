@@ -43,27 +43,6 @@
 //! }
 //! ```
 //!
-//! # How a function reaches a fresh process
-//!
-//! `Spawn` and `ForkServer` children run the same executable from its start. Before `main`, a
-//! hook of this crate (an `.init_array` entry, so a `cargo test` harness works too) looks for
-//! the bootstrap marker in the environment; a child removes it, reads its orders from an
-//! inherited socket — the target `fn(A) -> R` and its monomorphised trampoline, named by their
-//! offsets from an anchor function, the arguments (postcard) with their file descriptors, its
-//! name and daemon flag, a pidfd of its parent — checks that it runs the very same executable
-//! (GNU build id) and that both addresses lie in its code, runs the target and exits. [`init`]
-//! does the same for programs that disable the hook with `PROC_SPAWN_NO_HOOK`; in the parent
-//! it returns at once. A child that never gets there (a program without the hook that forgets
-//! `init()`) is reported by [`Process::start`] as [`Error::NotInitialized`], not a hang.
-//!
-//! # Lifetimes
-//!
-//! As in Python: when `main` returns or the program calls `std::process::exit`, daemon
-//! children are terminated and the others joined; so is every child's own children when the
-//! child ends. A daemon child also dies when its parent is killed (it watches the parent's
-//! pidfd), whatever the start method. A daemon may not start children. Finished children are
-//! reaped by `join`, `is_alive`, `exitcode`, [`active_children`] and the next `start`.
-//!
 //! # Platform support
 //!
 //! Linux only (other targets fail to compile): `posix_spawn` of `/proc/self/exe`, pidfds
@@ -87,6 +66,27 @@
 //!   warns since 3.12). `ForkServer` forks from a single-threaded server and is the default.
 //! - System calls live in the private `sys` module; the child side of `fork` lives in
 //!   `start/fork.rs`.
+//!
+//! # How a function reaches a fresh process
+//!
+//! `Spawn` and `ForkServer` children run the same executable from its start. Before `main`, a
+//! hook of this crate (an `.init_array` entry, so a `cargo test` harness works too) looks for
+//! the bootstrap marker in the environment; a child removes it, reads its orders from an
+//! inherited socket — the target `fn(A) -> R` and its monomorphised trampoline, named by their
+//! offsets from an anchor function, the arguments (postcard) with their file descriptors, its
+//! name and daemon flag, a pidfd of its parent — checks that it runs the very same executable
+//! (GNU build id) and that both addresses lie in its code, runs the target and exits. [`init`]
+//! does the same for programs that disable the hook with `PROC_SPAWN_NO_HOOK`; in the parent
+//! it returns at once. A child that never gets there (a program without the hook that forgets
+//! `init()`) is reported by [`Process::start`] as [`Error::NotInitialized`], not a hang.
+//!
+//! # Lifetimes
+//!
+//! As in Python: when `main` returns or the program calls `std::process::exit`, daemon
+//! children are terminated and the others joined; so is every child's own children when the
+//! child ends. A daemon child also dies when its parent is killed (it watches the parent's
+//! pidfd), whatever the start method. A daemon may not start children. Finished children are
+//! reaped by `join`, `is_alive`, `exitcode`, [`active_children`] and the next `start`.
 
 #![deny(missing_docs)]
 
