@@ -1,0 +1,7 @@
+//! Loom model of the raw lock algorithm (`RUSTFLAGS="--cfg ipc_loom"`); the same bodies run as
+//! stress tests in `sync_models.rs` without loom.
+#![cfg(ipc_loom)]
+
+#[path = "models/lock.rs"]
+mod lock;
+mod support;

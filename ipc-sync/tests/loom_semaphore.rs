@@ -1,0 +1,7 @@
+//! Loom model of the raw semaphore algorithm (`RUSTFLAGS="--cfg ipc_loom"`); the same bodies run as
+//! stress tests in `sync_models.rs` without loom.
+#![cfg(ipc_loom)]
+
+#[path = "models/semaphore.rs"]
+mod semaphore;
+mod support;
