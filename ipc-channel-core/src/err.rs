@@ -91,10 +91,9 @@ pub enum Error {
     InvalidArgument(String),
     /// An operating-system error.
     Io(io::Error),
-    /// A failure of the shared-memory layer (creating or mapping a segment).
+    /// A failure of the shared-memory layer (creating or mapping a segment), or a
+    /// shared-memory queue whose storage is exhausted or was corrupted by another process.
     Shm(String),
-    /// A failure of the synchronization layer.
-    Sync(String),
 }
 
 impl Error {
@@ -149,7 +148,6 @@ impl Error {
             Error::InvalidArgument(_) => "InvalidArgument",
             Error::Io(_) => "Io",
             Error::Shm(_) => "Shm",
-            Error::Sync(_) => "Sync",
         }
     }
 }
@@ -198,7 +196,6 @@ impl fmt::Display for Error {
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Shm(why) => write!(f, "shared memory: {why}"),
-            Error::Sync(why) => write!(f, "synchronization: {why}"),
         }
     }
 }

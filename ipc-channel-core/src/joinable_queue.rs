@@ -195,7 +195,10 @@ impl<T> JoinableQueue<T> {
             }
             t.waiters.fetch_add(1, Ordering::SeqCst);
             if t.unfinished.load(Ordering::SeqCst) != 0 && t.seq.load(Ordering::SeqCst) == seen {
-                futex::wait(&t.seq, seen, deadline);
+                // Re-check every 100 ms: a worker that died between its decrement and the
+                // wake-up must not leave `join` asleep for good.
+                let tick = Deadline::after(Duration::from_millis(100));
+                futex::wait(&t.seq, seen, Some(deadline.map_or(tick, |d| d.min(tick))));
             }
             t.waiters.fetch_sub(1, Ordering::SeqCst);
         }

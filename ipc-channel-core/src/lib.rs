@@ -100,6 +100,10 @@ mod simple_queue;
 pub use connection::{Connection, Pipe, DEFAULT_MAX_MESSAGE_SIZE};
 #[cfg(not(ipc_loom))]
 pub use err::Error;
+/// Crash points for the cross-process tests' hooks. Not part of the API.
+#[cfg(not(ipc_loom))]
+#[doc(hidden)]
+pub use flavors::ring_core::CrashPoint as __CrashPoint;
 #[cfg(not(ipc_loom))]
 pub use flavors::shm_ring::DEFAULT_RESERVE;
 #[cfg(not(ipc_loom))]

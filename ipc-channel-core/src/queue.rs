@@ -16,8 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::connection::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::err::{from_decode, from_encode, Error, Result};
 use crate::flavors::pipe::PipeQueue;
+use crate::flavors::ring_core::CrashPoint;
 use crate::flavors::shm_ring::{ShmRing, DEFAULT_RESERVE};
-use crate::flavors::{Backend, Flavor, RecvBuf};
+use crate::flavors::{no_hook, Backend, Flavor, RecvBuf};
 
 thread_local! {
     /// Encoding buffer reused by every `put` of this thread.
@@ -314,6 +315,26 @@ impl<T: Serialize> Queue<T> {
     }
 
     pub(crate) fn put_deadline(&self, item: &T, deadline: Option<Deadline>) -> Result<()> {
+        self.put_hooked(item, deadline, &no_hook)
+    }
+
+    /// Test hook: a `put` that calls `die` at `point` (which is expected not to return: it
+    /// ends the process, to check what the other processes find). Not part of the API.
+    #[doc(hidden)]
+    pub fn __testing_put_crashing(&self, item: T, point: CrashPoint, die: fn()) -> Result<()> {
+        self.put_hooked(&item, None, &move |p| {
+            if p == point {
+                die()
+            }
+        })
+    }
+
+    fn put_hooked(
+        &self,
+        item: &T,
+        deadline: Option<Deadline>,
+        hook: &dyn Fn(CrashPoint),
+    ) -> Result<()> {
         self.check_open()?;
         let r = OUT.with(|out| {
             let mut out = out.try_borrow_mut().map_err(|_| {
@@ -324,7 +345,7 @@ impl<T: Serialize> Queue<T> {
                 Flavor::Pipe(_) => {
                     let fds = transfer::encode_into(item, &mut out).map_err(from_encode)?;
                     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                    self.shared.flavor.put(&out, &borrowed, deadline)
+                    self.shared.flavor.put(&out, &borrowed, deadline, hook)
                 }
                 Flavor::Shm(_) => {
                     // No transfer scope: a handle inside the item fails to encode, clearly.
@@ -334,7 +355,7 @@ impl<T: Serialize> Queue<T> {
                              use Backend::Pipe)"
                         ))
                     })?;
-                    self.shared.flavor.put(&out, &[], deadline)
+                    self.shared.flavor.put(&out, &[], deadline, hook)
                 }
             };
             if out.capacity() > (1 << 20) {
@@ -389,6 +410,21 @@ impl<T: DeserializeOwned> Queue<T> {
     }
 
     pub(crate) fn get_deadline(&self, deadline: Option<Deadline>) -> Result<T> {
+        self.get_hooked(deadline, &no_hook)
+    }
+
+    /// Test hook: a `get` that calls `die` at `point` (see
+    /// [`__testing_put_crashing`](Queue::__testing_put_crashing)). Not part of the API.
+    #[doc(hidden)]
+    pub fn __testing_get_crashing(&self, point: CrashPoint, die: fn()) -> Result<T> {
+        self.get_hooked(None, &move |p| {
+            if p == point {
+                die()
+            }
+        })
+    }
+
+    fn get_hooked(&self, deadline: Option<Deadline>, hook: &dyn Fn(CrashPoint)) -> Result<T> {
         self.check_open()?;
         let r = IN.with(|buf| {
             let mut fresh = RecvBuf::default();
@@ -398,7 +434,7 @@ impl<T: DeserializeOwned> Queue<T> {
                 Err(_) => &mut fresh,
             };
             let mut fds: Vec<OwnedFd> = Vec::new();
-            self.shared.flavor.get(buf, &mut fds, deadline)?;
+            self.shared.flavor.get(buf, &mut fds, deadline, hook)?;
             let r = match &self.shared.flavor {
                 Flavor::Pipe(_) => transfer::decode::<T>(buf.bytes(), fds).map_err(from_decode),
                 Flavor::Shm(_) => match postcard::take_from_bytes::<T>(buf.bytes()) {

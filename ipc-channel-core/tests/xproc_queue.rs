@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use ipc_channel_core::{Backend, Connection, Error, JoinableQueue, Pipe, Queue};
+use ipc_channel_core::{__CrashPoint, Backend, Connection, Error, JoinableQueue, Pipe, Queue};
 use ipc_shm::transfer;
 use ipc_sync::{Lock, Value};
 use testkit::Exit;
@@ -217,6 +217,128 @@ fn test_killed_holder_does_not_wedge_the_queue() {
     }
 }
 
+// --- a process dying at each step inside put/get leaves a working queue ---------------------
+
+const POINTS: [__CrashPoint; 4] = [
+    __CrashPoint::PutBeforeCommit,
+    __CrashPoint::PutBeforeFlip,
+    __CrashPoint::GetBeforeFlip,
+    __CrashPoint::GetBeforeFree,
+];
+
+fn die() {
+    // SAFETY: _exit ends the process at once, in the middle of the queue operation (holding
+    // its lock), which is the point of the test; nothing of this process runs afterwards.
+    unsafe { libc::_exit(7) }
+}
+
+/// 3 MiB: spans chunks of the shm backend (1 MiB) and records of the pipe backend (64 KiB).
+fn big() -> Vec<u8> {
+    (0..3u32 << 20).map(|i| (i % 253) as u8).collect()
+}
+
+fn small(b: u8) -> Vec<u8> {
+    vec![b; 10]
+}
+
+fn case_crash(payload: &[u8], fds: Vec<OwnedFd>) {
+    let (q, point, put): (Queue<Vec<u8>>, usize, bool) = decode(payload, fds);
+    let point = POINTS[point];
+    if put {
+        let _ = q.__testing_put_crashing(big(), point, die);
+    } else {
+        let _ = q.__testing_get_crashing(point, die);
+    }
+    panic!("the crash point {point:?} was not reached");
+}
+
+/// Items still go through (put from a thread: the pipe backend's socket buffer is smaller than
+/// them, so a put waits for the reader).
+fn still_works(q: &Queue<Vec<u8>>) {
+    let putter = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            for i in 0..8u8 {
+                q.put(vec![i; 600 * 1024]).unwrap();
+            }
+        })
+    };
+    for i in 0..8u8 {
+        assert_eq!(
+            q.get_timeout(Duration::from_secs(60)).unwrap(),
+            vec![i; 600 * 1024]
+        );
+    }
+    putter.join().unwrap();
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+}
+
+fn test_process_dying_inside_put_or_get() {
+    for method in testkit::methods() {
+        for b in BACKENDS {
+            for point in [0, 1] {
+                eprintln!("  {method:?} {b:?} {:?}", POINTS[point]);
+                let q = queue::<Vec<u8>>(b);
+                q.put(small(1)).unwrap();
+                let mut child = start(method, "crash", &(q.clone(), point, true));
+                assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), small(1));
+                if POINTS[point] == __CrashPoint::PutBeforeFlip {
+                    // Committed before the producer died: delivered.
+                    assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), big());
+                }
+                assert_eq!(
+                    child.wait_timeout(Duration::from_secs(60)).unwrap(),
+                    Some(Exit::Code(7)),
+                    "{b:?} {:?}",
+                    POINTS[point]
+                );
+                // Nothing half-written is ever delivered, and a consumer does not wait for the
+                // rest of a message whose producer is dead.
+                assert!(matches!(
+                    q.get_timeout(Duration::from_millis(300)),
+                    Err(Error::Empty)
+                ));
+                // The next producer takes the dead one's lock over and repairs the tail.
+                q.put(small(2)).unwrap();
+                assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), small(2));
+                assert!(matches!(q.try_get(), Err(Error::Empty)));
+                still_works(&q);
+            }
+            for point in [2, 3] {
+                eprintln!("  {method:?} {b:?} {:?}", POINTS[point]);
+                let q = queue::<Vec<u8>>(b);
+                let mut child = start(method, "crash", &(q.clone(), point, false));
+                let putter = {
+                    let q = q.clone();
+                    std::thread::spawn(move || {
+                        q.put(big()).unwrap();
+                        q.put(small(2)).unwrap();
+                    })
+                };
+                assert_eq!(
+                    child.wait_timeout(Duration::from_secs(60)).unwrap(),
+                    Some(Exit::Code(7)),
+                    "{b:?} {:?}",
+                    POINTS[point]
+                );
+                let first = q.get_timeout(Duration::from_secs(60)).unwrap();
+                if b == Backend::Shm && POINTS[point] == __CrashPoint::GetBeforeFlip {
+                    // Not committed: the record is still there for the next consumer.
+                    assert_eq!(first, big());
+                    assert_eq!(q.get_timeout(Duration::from_secs(60)).unwrap(), small(2));
+                } else {
+                    // Taken by the consumer that died (with the pipe backend, the rest of its
+                    // records are discarded by the next consumer).
+                    assert_eq!(first, small(2));
+                }
+                putter.join().unwrap();
+                assert!(matches!(q.try_get(), Err(Error::Empty)));
+                still_works(&q);
+            }
+        }
+    }
+}
+
 // --- a Queue, a Lock and a Value sent through a Connection to a running process -------------
 
 type Kit = (Queue<u64>, Lock, Value<u64>);
@@ -319,6 +441,7 @@ fn main() {
             ("blocked_get", case_blocked_get),
             ("kit_server", case_kit_server),
             ("joinable_worker", case_joinable_worker),
+            ("crash", case_crash),
         ],
         &[
             ("producer_consumer_seed", test_producer_consumer_seed),
@@ -333,6 +456,10 @@ fn main() {
             (
                 "killed_holder_does_not_wedge_the_queue",
                 test_killed_holder_does_not_wedge_the_queue,
+            ),
+            (
+                "process_dying_inside_put_or_get",
+                test_process_dying_inside_put_or_get,
             ),
             (
                 "queue_lock_value_through_connection",

@@ -13,7 +13,11 @@ use ipc_sync::futex::Deadline;
 use ipc_sync::raw::RawLock;
 use serde::{Deserialize, Serialize};
 
+use self::ring_core::CrashPoint;
 use crate::err::{Error, Result};
+
+/// The hook of an ordinary operation: no crash point does anything.
+pub(crate) fn no_hook(_: CrashPoint) {}
 
 /// A held [`RawLock`], released on drop (also on unwind). The pipe backend needs no repair
 /// when a holder died (see `pipe`), so whether one did is not kept.
@@ -32,6 +36,11 @@ impl Drop for Held<'_> {
 /// Acquires `lock` (robustly: a dead holder's lock is taken over) or gives up at `deadline`.
 pub(crate) fn lock_raw(lock: &RawLock, deadline: Option<Deadline>) -> Option<Held<'_>> {
     lock.lock_until(deadline).map(|_| Held { lock })
+}
+
+/// Takes `lock` if it is free or its holder is dead, without waiting.
+pub(crate) fn try_lock_raw(lock: &RawLock) -> Option<Held<'_>> {
+    lock.try_lock().map(|_| Held { lock })
 }
 
 /// A receive buffer that stays initialized as it grows, so receiving into it never pays for
@@ -92,9 +101,10 @@ impl Flavor {
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Deadline>,
+        hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         match self {
-            Flavor::Pipe(p) => p.put(bytes, fds, deadline),
+            Flavor::Pipe(p) => p.put(bytes, fds, deadline, hook),
             Flavor::Shm(s) => {
                 if !fds.is_empty() {
                     return Err(Error::Encode(
@@ -103,7 +113,7 @@ impl Flavor {
                             .into(),
                     ));
                 }
-                s.put(bytes, deadline)
+                s.put(bytes, deadline, hook)
             }
         }
     }
@@ -113,10 +123,11 @@ impl Flavor {
         buf: &mut RecvBuf,
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Deadline>,
+        hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         match self {
-            Flavor::Pipe(p) => p.get(buf, fds, deadline),
-            Flavor::Shm(s) => s.get(buf, deadline),
+            Flavor::Pipe(p) => p.get(buf, fds, deadline, hook),
+            Flavor::Shm(s) => s.get(buf, deadline, hook),
         }
     }
 

@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipc_shm::{transfer, ShmBox, ShmSafe};
 use ipc_sync::futex::Deadline;
@@ -28,7 +29,8 @@ use rustix::net::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{lock_raw, RecvBuf};
+use super::ring_core::CrashPoint;
+use super::{lock_raw, try_lock_raw, RecvBuf};
 use crate::connection::poll_fd;
 use crate::err::{Error, Result};
 
@@ -40,6 +42,9 @@ const MAGIC: u8 = b'q';
 const FIRST: u8 = 1;
 const LAST: u8 = 2;
 const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(transfer::MAX_FDS_PER_MESSAGE));
+/// How long a consumer in the middle of a message waits for the next record before checking
+/// whether its producer is still alive.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// The shared state: locks, counters and the capacity semaphore.
 #[repr(C)]
@@ -150,6 +155,7 @@ impl PipeQueue {
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Deadline>,
+        hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         let max = self.max_message_size();
         if bytes.len() as u64 > max {
@@ -173,8 +179,9 @@ impl PipeQueue {
         };
         // A producer that died mid-message left it without LAST: consumers drop it when our
         // FIRST arrives, so there is nothing to repair here.
-        let r = self.send_message(bytes, fds);
+        let r = self.send_message(bytes, fds, hook);
         if r.is_ok() {
+            hook(CrashPoint::PutBeforeFlip);
             self.ctrl.put_count.fetch_add(1, Ordering::AcqRel);
         }
         drop(held);
@@ -184,7 +191,12 @@ impl PipeQueue {
         r
     }
 
-    fn send_message(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    fn send_message(
+        &self,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+        hook: &dyn Fn(CrashPoint),
+    ) -> Result<()> {
         let total = bytes.len();
         let mut sent = 0usize;
         loop {
@@ -203,6 +215,10 @@ impl PipeQueue {
                 h[4..8].copy_from_slice(&(fds.len() as u32).to_le_bytes());
             }
             h[8..16].copy_from_slice(&(total as u64).to_le_bytes());
+            if flags == FIRST | LAST {
+                // A one-record message: nothing of it is out yet.
+                hook(CrashPoint::PutBeforeCommit);
+            }
             let iov = [IoSlice::new(&h), IoSlice::new(&bytes[sent..sent + n])];
             loop {
                 let r = if sent == 0 && !fds.is_empty() {
@@ -228,6 +244,10 @@ impl PipeQueue {
                     Err(e) => return Err(e.into()),
                 }
             }
+            if flags == FIRST {
+                // Part of the message is out, the rest is not.
+                hook(CrashPoint::PutBeforeCommit);
+            }
             sent += n;
             if sent == total {
                 return Ok(());
@@ -240,10 +260,12 @@ impl PipeQueue {
         buf: &mut RecvBuf,
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Deadline>,
+        hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         let held = lock_raw(&self.ctrl.read_lock, deadline).ok_or(Error::Timeout)?;
-        let r = self.recv_message(buf, fds, deadline);
+        let r = self.recv_message(buf, fds, deadline, hook);
         if r.is_ok() {
+            hook(CrashPoint::GetBeforeFree);
             self.ctrl.get_count.fetch_add(1, Ordering::AcqRel);
         }
         drop(held);
@@ -259,6 +281,7 @@ impl PipeQueue {
         buf: &mut RecvBuf,
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Deadline>,
+        hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         let max = self.max_message_size();
         // (total length, announced descriptors) of the message being assembled.
@@ -277,6 +300,19 @@ impl PipeQueue {
                     }
                     continue;
                 }
+            } else if assembling.is_some() && !poll_fd(self.rx.0.as_fd(), Some(RECHECK))? {
+                // Nothing for a while in the middle of a message: is its producer still at it?
+                // If we can take the write lock, no producer is (it died, or gave up on an
+                // error); once we hold it no record can arrive, so an empty socket means the
+                // rest will never come. Drop the partial message (its `put` never returned).
+                if let Some(_w) = try_lock_raw(&self.ctrl.write_lock) {
+                    if !poll_fd(self.rx.0.as_fd(), Some(Duration::ZERO))? {
+                        assembling = None;
+                        buf.used = 0;
+                        fds.clear();
+                    }
+                }
+                continue;
             }
             buf.reserve(CHUNK);
             let mut h = [0u8; HDR];
@@ -346,6 +382,10 @@ impl PipeQueue {
                 continue;
             }
             buf.used += data;
+            if flags & FIRST != 0 {
+                // The first record is taken from the socket: the message is this consumer's.
+                hook(CrashPoint::GetBeforeFlip);
+            }
             if flags & LAST != 0 {
                 let expected = assembling.map(|a| a.0).unwrap_or(0);
                 if buf.used as u64 != expected {

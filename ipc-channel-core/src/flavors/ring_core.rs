@@ -38,6 +38,20 @@ use ipc_sync::futex::{self, Deadline};
 use ipc_sync::primitive::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use ipc_sync::raw::RawLock;
 
+/// Points inside `put`/`get` where a test can make the process die (through the `hook`
+/// argument), to check what the next process finds. Not part of the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The record is written (and chunks linked) but not committed.
+    PutBeforeCommit,
+    /// The record is committed but the producer's selector not flipped.
+    PutBeforeFlip,
+    /// The record is copied out but the consumer's selector not flipped.
+    GetBeforeFlip,
+    /// The record is taken but the chunks left behind not freed.
+    GetBeforeFree,
+}
+
 /// What the algorithm can fail with.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CoreError {
@@ -57,6 +71,27 @@ const LEN_BYTES: usize = 8;
 /// Checks of the queue a consumer makes before sleeping on it (none under loom, where spinning
 /// only multiplies states).
 const SPINS: u32 = if cfg!(ipc_loom) { 0 } else { 200 };
+
+/// How often a sleeping side re-checks the queue even without a wake-up: a process that died
+/// between committing and waking the other side must not leave it asleep for good.
+#[cfg(not(ipc_loom))]
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The deadline of one sleep: the caller's, but at most [`RECHECK`] away.
+#[cfg(not(ipc_loom))]
+fn nap(deadline: Option<Deadline>) -> Option<Deadline> {
+    let tick = Deadline::after(RECHECK);
+    Some(match deadline {
+        Some(d) => d.min(tick),
+        None => tick,
+    })
+}
+
+/// Under loom no process dies, and a timed wait is modelled as "may time out" anyway.
+#[cfg(ipc_loom)]
+fn nap(deadline: Option<Deadline>) -> Option<Deadline> {
+    deadline
+}
 
 /// A position: chunk, offset in its data area, and how many records precede it.
 #[repr(C)]
@@ -362,7 +397,19 @@ fn write_record<M: Mem + ?Sized>(
 }
 
 /// Appends `bytes` as one record, waiting for room in a bounded queue until `deadline`.
+// The library calls `put_with`; the loom model calls this.
+#[allow(dead_code)]
 pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadline>) -> Result<()> {
+    put_with(m, bytes, deadline, |_| {})
+}
+
+/// [`put`], calling `hook` at each [`CrashPoint`] it passes.
+pub(crate) fn put_with<M: Mem + ?Sized>(
+    m: &M,
+    bytes: &[u8],
+    deadline: Option<Deadline>,
+    hook: impl Fn(CrashPoint),
+) -> Result<()> {
     let c = m.ctrl();
     let max = c.max_msg.load(Ordering::Relaxed);
     if bytes.len() as u64 > max {
@@ -394,7 +441,7 @@ pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadlin
             // Dekker with the consumer's bump-then-check: one of the two sees the other.
             fence(Ordering::SeqCst);
             let timed_out = if c.get_seq.load(Ordering::SeqCst) == seen {
-                futex::wait(&c.get_seq, seen, deadline) == futex::Wait::TimedOut
+                futex::wait(&c.get_seq, seen, nap(deadline)) == futex::Wait::TimedOut
             } else {
                 false
             };
@@ -412,8 +459,10 @@ pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadlin
         c.tail[other].unit.store(end_unit, Ordering::Relaxed);
         c.tail[other].off.store(end_off as u64, Ordering::Relaxed);
         c.tail[other].items.store(items + 1, Ordering::Relaxed);
+        hook(CrashPoint::PutBeforeCommit);
         // The commit: consumers may take the record from here on.
         c.items_put.store(items + 1, Ordering::Release);
+        hook(CrashPoint::PutBeforeFlip);
         c.tail_sel.store(other as u64, Ordering::Release);
         drop(held);
         c.put_seq.fetch_add(1, Ordering::SeqCst);
@@ -471,11 +520,24 @@ fn read_record<M: Mem + ?Sized>(
 
 /// Takes the first record into `out[..n]` and returns `n`, waiting until `deadline` while the
 /// queue is empty. `out` keeps its allocation between calls.
+// The library calls `get_with`; the loom model calls this.
+#[allow(dead_code)]
 pub(crate) fn get<M: Mem + ?Sized>(
     m: &M,
     out: &mut Vec<u8>,
     deadline: Option<Deadline>,
     keep_free: u64,
+) -> Result<usize> {
+    get_with(m, out, deadline, keep_free, |_| {})
+}
+
+/// [`get`], calling `hook` at each [`CrashPoint`] it passes.
+pub(crate) fn get_with<M: Mem + ?Sized>(
+    m: &M,
+    out: &mut Vec<u8>,
+    deadline: Option<Deadline>,
+    keep_free: u64,
+    hook: impl Fn(CrashPoint),
 ) -> Result<usize> {
     let c = m.ctrl();
     let mut passed = Vec::new();
@@ -498,9 +560,11 @@ pub(crate) fn get<M: Mem + ?Sized>(
             c.head[other].unit.store(end_unit, Ordering::Relaxed);
             c.head[other].off.store(end_off as u64, Ordering::Relaxed);
             c.head[other].items.store(items + 1, Ordering::Relaxed);
+            hook(CrashPoint::GetBeforeFlip);
             // The commit: the record is taken.
             c.head_sel.store(other as u64, Ordering::Release);
             c.items_got.store(items + 1, Ordering::Release);
+            hook(CrashPoint::GetBeforeFree);
             drop(held);
             for u in passed.drain(..) {
                 free_chunk(m, u)?;
@@ -531,7 +595,7 @@ pub(crate) fn get<M: Mem + ?Sized>(
         c.get_waiters.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let timed_out = if c.put_seq.load(Ordering::SeqCst) == seen {
-            futex::wait(&c.put_seq, seen, deadline) == futex::Wait::TimedOut
+            futex::wait(&c.put_seq, seen, nap(deadline)) == futex::Wait::TimedOut
         } else {
             false
         };

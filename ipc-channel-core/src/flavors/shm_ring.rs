@@ -19,7 +19,7 @@ use ipc_sync::primitive::atomic::Ordering;
 use ipc_sync::raw::RawLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ring_core::{self, CoreError, Ctrl, Mem};
+use super::ring_core::{self, CoreError, CrashPoint, Ctrl, Mem};
 use super::RecvBuf;
 use crate::err::{Error, Result};
 
@@ -163,12 +163,23 @@ impl ShmRing {
         self.ctrl().len() as usize
     }
 
-    pub(crate) fn put(&self, bytes: &[u8], deadline: Option<Deadline>) -> Result<()> {
-        ring_core::put(self, bytes, deadline).map_err(map_err)
+    pub(crate) fn put(
+        &self,
+        bytes: &[u8],
+        deadline: Option<Deadline>,
+        hook: impl Fn(CrashPoint),
+    ) -> Result<()> {
+        ring_core::put_with(self, bytes, deadline, hook).map_err(map_err)
     }
 
-    pub(crate) fn get(&self, buf: &mut RecvBuf, deadline: Option<Deadline>) -> Result<()> {
-        let n = ring_core::get(self, &mut buf.data, deadline, KEEP_FREE).map_err(map_err)?;
+    pub(crate) fn get(
+        &self,
+        buf: &mut RecvBuf,
+        deadline: Option<Deadline>,
+        hook: impl Fn(CrashPoint),
+    ) -> Result<()> {
+        let n =
+            ring_core::get_with(self, &mut buf.data, deadline, KEEP_FREE, hook).map_err(map_err)?;
         buf.used = n;
         Ok(())
     }
