@@ -30,6 +30,7 @@ matrix!(StartMethod::Spawn;
     cpu_count_honours_affinity,
     default_method_from_environment,
     helper_default_method,
+    invalid_method_in_environment,
     daemon_may_not_start_children,
     active_children_reaps,
     daemon_grandchild_terminated_when_child_returns,

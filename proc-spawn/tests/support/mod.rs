@@ -36,6 +36,9 @@ macro_rules! matrix {
 
 /// Whether `IPC_START_METHOD` lets tests of `method` run.
 pub(crate) fn selected(method: StartMethod) -> bool {
+    if std::env::var_os(HELPER_ENV).is_some() {
+        return true; // a helper run: the helper reads its method from HELPER_ENV
+    }
     match std::env::var("IPC_START_METHOD") {
         Ok(v) if !v.is_empty() => {
             let want: StartMethod = v.parse().unwrap_or_else(|_| {
@@ -669,10 +672,43 @@ pub(crate) fn default_method_from_environment(m: StartMethod) {
     assert!(stdout.contains("default method checked"), "{stdout}");
 }
 
+/// A misspelt `IPC_START_METHOD` is an error at `start()`, not a silent default.
+pub(crate) fn invalid_method_in_environment(m: StartMethod) {
+    if m != StartMethod::Spawn {
+        return; // one process-wide check is enough
+    }
+    let out = run_helper(
+        "helper_default_method",
+        m,
+        "invalid",
+        &[("IPC_START_METHOD", "forkk")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("invalid method refused"), "{stdout}");
+}
+
 pub(crate) fn helper_default_method(_: StartMethod) {
-    let Some((m, _)) = helper_method() else {
+    let Some((m, arg)) = helper_method() else {
         return;
     };
+    if arg == "invalid" {
+        let mut p = Process::new(nothing, ());
+        let e = p.start().unwrap_err();
+        assert!(matches!(e, Error::UnknownStartMethod(_)), "{e:?}");
+        assert!(e.to_string().contains("forkk"), "{e}");
+        assert!(e.to_string().contains("IPC_START_METHOD"), "{e}");
+        // the explicit choice of a context still works
+        let mut p = get_context(m).process(nothing, ());
+        p.start().unwrap();
+        p.join().unwrap();
+        println!("invalid method refused");
+        return;
+    }
     let (a, b) = Pipe::new().unwrap();
     let mut p = Process::new(report_method, b);
     assert_eq!(p.start_method(), None);
