@@ -626,6 +626,57 @@ mod tests {
         assert!(verify(&m).unwrap_err().contains("version"));
     }
 
+    /// Spawns this test binary as a child and sends it `msg`; returns its first answer and its
+    /// exit code.
+    fn spawn_with(msg: &BootMsg) -> (Option<Frame>, Option<i32>) {
+        let (mine, theirs) = sys::stream_pair().unwrap();
+        let pid = sys::spawn_self(&child_argv(), child_env(), theirs.as_fd(), |fd| {
+            std::ffi::CString::new(format!("{MARKER}=child:{fd}")).unwrap()
+        })
+        .unwrap();
+        drop(theirs);
+        let pidfd = sys::pidfd_open(pid).unwrap();
+        let payload = postcard::to_allocvec(msg).unwrap();
+        send_frame(mine.as_fd(), BOOT, &payload, &[]).unwrap();
+        let answer = recv_frame(mine.as_fd()).unwrap();
+        let code = sys::reap(pidfd.as_fd(), true).unwrap();
+        (answer, code)
+    }
+
+    #[test]
+    fn a_spawned_child_refuses_another_executable() {
+        let mut m = sample();
+        m.identity = b"gnu-build-id:feedface".to_vec();
+        let (answer, code) = spawn_with(&m);
+        let (kind, payload, _) = answer.expect("an answer");
+        assert_eq!(kind, REFUSED);
+        let why = String::from_utf8(payload).unwrap();
+        assert!(why.contains("another executable"), "{why}");
+        assert_eq!(code, Some(1));
+    }
+
+    #[test]
+    fn a_spawned_child_refuses_an_address_outside_its_code() {
+        let mut m = sample();
+        m.target = i64::MAX / 4;
+        let (answer, code) = spawn_with(&m);
+        let (kind, payload, _) = answer.expect("an answer");
+        assert_eq!(kind, REFUSED);
+        assert!(String::from_utf8_lossy(&payload).contains("outside this executable's code"));
+        assert_eq!(code, Some(1));
+    }
+
+    #[test]
+    fn a_spawned_child_refuses_a_descriptor_count_mismatch() {
+        let mut m = sample();
+        m.arg_fds = 2; // announced, not sent
+        let (answer, code) = spawn_with(&m);
+        let (kind, payload, _) = answer.expect("an answer");
+        assert_eq!(kind, REFUSED);
+        assert!(String::from_utf8_lossy(&payload).contains("descriptors"));
+        assert_eq!(code, Some(1));
+    }
+
     #[test]
     fn frames_round_trip_and_reject_garbage() {
         let (a, b) = sys::stream_pair().unwrap();
