@@ -511,10 +511,9 @@ pub(crate) fn become_child(
         msg.parent.clone(),
         msg.id_path.clone(),
     );
-    if msg.daemon {
-        if let Some(pfd) = parent_pidfd {
-            process::watch_parent(pfd);
-        }
+    match parent_pidfd {
+        Some(pfd) if msg.daemon => process::watch_parent(pfd),
+        other => drop(other),
     }
     // Acknowledge: under ForkServer the parent is not our OS parent, so it gets a pidfd of us
     // from us (race-free: we are alive).
