@@ -1,0 +1,441 @@
+//! The tour: a narrated run through multiproc, every layer used across real processes under
+//! every start method, with a short timing table and a check of everything it shows.
+//!
+//! ```sh
+//! cargo run --release --example tour
+//! ```
+//!
+//! Each line marked `ok` is a check that ran and held; the program exits non-zero if one did
+//! not. Timings are medians on this machine: compare them with each other, not with another
+//! machine's.
+
+use multiproc::prelude::*;
+use multiproc::{RawArray, SharedMemory};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+// ---- what the children run (plain functions: they cross processes by name) ----
+
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+fn exit_with(code: i32) {
+    match code {
+        0 => {}
+        1 => panic!("a deliberate panic in a child"),
+        _ => std::process::exit(code),
+    }
+}
+
+fn sleep_forever(_: ()) {
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+fn double_all(a: RawArray<i32>) {
+    for i in 0..a.len() {
+        let v = a.get(i).expect("index in range");
+        a.set(i, v * 2).expect("index in range");
+    }
+}
+
+fn write_named(name: String) {
+    let shm = SharedMemory::open(&name).expect("attach by name");
+    shm.write_at(0, b"hello from a child").expect("in bounds");
+}
+
+fn count((counter, n): (Value<i32>, u32)) {
+    for _ in 0..n {
+        *counter.lock() += 1;
+    }
+}
+
+fn die_holding(lock: Lock) {
+    let guard = lock.acquire();
+    std::mem::forget(guard);
+    std::process::abort(); // dies holding the lock
+}
+
+fn wait_then_signal((event, done): (Event, Semaphore)) {
+    event.wait();
+    done.release().expect("unbounded semaphore");
+}
+
+fn barrier_rounds((barrier, rounds, tally): (Barrier, u32, Value<u32>)) {
+    for _ in 0..rounds {
+        if barrier.wait().expect("barrier not broken") == 0 {
+            *tally.lock() += 1;
+        }
+    }
+}
+
+fn send_hello(conn: Connection) {
+    conn.send(&"hello".to_string()).expect("parent alive");
+}
+
+fn echo(conn: Connection) {
+    while let Ok(v) = conn.recv::<u64>() {
+        if conn.send(&v).is_err() {
+            break;
+        }
+    }
+}
+
+fn producer(q: Queue<Option<u32>>) {
+    for i in 0..5 {
+        q.put(Some(i)).expect("queue open");
+    }
+    q.put(None).expect("queue open");
+}
+
+fn queue_echo((inbox, outbox): (Queue<u64>, Queue<u64>)) {
+    while let Ok(v) = inbox.get() {
+        if v == u64::MAX {
+            break;
+        }
+        outbox.put(v).expect("queue open");
+    }
+}
+
+// ---- narration ----
+
+struct Tour {
+    colour: bool,
+    checks: usize,
+    failures: Vec<String>,
+    timings: Vec<(String, String)>,
+}
+
+impl Tour {
+    fn section(&self, title: &str) {
+        if self.colour {
+            println!("\n\x1b[1m{title}\x1b[0m");
+        } else {
+            println!("\n{title}");
+        }
+    }
+
+    fn check(&mut self, ok: bool, what: String) {
+        self.checks += 1;
+        let mark = match (ok, self.colour) {
+            (true, true) => "\x1b[32mok\x1b[0m  ",
+            (true, false) => "ok  ",
+            (false, true) => "\x1b[31mFAIL\x1b[0m",
+            (false, false) => "FAIL",
+        };
+        println!("  {mark} {what}");
+        if !ok {
+            self.failures.push(what);
+        }
+    }
+
+    fn result<T, E: std::fmt::Display>(&mut self, r: Result<T, E>, what: &str) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.check(false, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn timing(&mut self, what: &str, value: String) {
+        self.timings.push((what.to_string(), value));
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn main() {
+    multiproc::init(); // first line: in a child it runs the target and exits
+
+    let started = Instant::now();
+    let mut t = Tour {
+        colour: std::io::stdout().is_terminal(),
+        checks: 0,
+        failures: Vec::new(),
+        timings: Vec::new(),
+    };
+    println!("multiproc tour: Python's multiprocessing in Rust, across real processes");
+    println!(
+        "machine: {} cpus usable, start methods {:?}",
+        cpu_count(),
+        get_all_start_methods()
+    );
+
+    processes(&mut t);
+    shared_memory(&mut t);
+    synchronization(&mut t);
+    messaging(&mut t);
+    timings(&mut t);
+
+    t.section("Timings (medians on this machine; compare them with each other)");
+    let w = t.timings.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in &t.timings {
+        println!("  {k:<w$}  {v}");
+    }
+
+    println!();
+    let secs = started.elapsed().as_secs_f64();
+    if t.failures.is_empty() {
+        println!("all {} checks passed in {secs:.1} s", t.checks);
+    } else {
+        println!(
+            "{} of {} checks FAILED in {secs:.1} s: {:?}",
+            t.failures.len(),
+            t.checks,
+            t.failures
+        );
+        std::process::exit(1);
+    }
+}
+
+fn processes(t: &mut Tour) {
+    t.section("1. Processes: one API, three start methods (proc-spawn)");
+    for m in get_all_start_methods() {
+        let ctx = get_context(m);
+        let r = ctx.spawn(square, 7).join();
+        if let Some(v) = t.result(r, &format!("{m:?}: spawn(square, 7)")) {
+            t.check(v == 49, format!("{m:?}: a child computed square(7) = {v}"));
+        }
+    }
+    let ctx = get_context(StartMethod::ForkServer);
+    let mut codes = Vec::new();
+    for code in [0, 1, 3] {
+        let mut p = ctx.process(exit_with, code);
+        if p.start().is_ok() && p.join().is_ok() {
+            codes.push(p.exitcode());
+        }
+    }
+    let mut p = ctx.process(sleep_forever, ());
+    if p.start().is_ok() && p.kill().is_ok() && p.join().is_ok() {
+        codes.push(p.exitcode());
+    }
+    t.check(
+        codes == [Some(0), Some(1), Some(3), Some(-9)],
+        format!("exit codes as in Python: clean 0, panic 1, exit(3) 3, SIGKILL -9: {codes:?}"),
+    );
+}
+
+fn shared_memory(t: &mut Tour) {
+    t.section("2. Shared memory (ipc-shm)");
+    for m in get_all_start_methods() {
+        let Some(a) = t.result(RawArray::from_slice(&[1i32, 2, 3, 4, 5]), "RawArray") else {
+            return;
+        };
+        let mut p = get_context(m).process(double_all, a.clone());
+        let ran = p.start().is_ok() && p.join().is_ok() && p.exitcode() == Some(0);
+        t.check(
+            ran && a.to_vec() == [2, 4, 6, 8, 10],
+            format!(
+                "{m:?}: RawArray [1, 2, 3, 4, 5] doubled by a child: {:?}",
+                a.to_vec()
+            ),
+        );
+    }
+    let Some(shm) = t.result(SharedMemory::create(None, 64), "SharedMemory::create") else {
+        return;
+    };
+    let mut p = Process::new(write_named, shm.name().to_string());
+    let ran = p.start().is_ok() && p.join().is_ok() && p.exitcode() == Some(0);
+    let mut buf = [0u8; 18];
+    let read = shm.read_at(0, &mut buf).is_ok();
+    t.check(
+        ran && read && &buf == b"hello from a child",
+        format!(
+            "SharedMemory: a child attached by name and wrote {:?}",
+            String::from_utf8_lossy(&buf)
+        ),
+    );
+    let unlinked = shm.unlink().is_ok() && SharedMemory::open(shm.name()).is_err();
+    t.check(
+        unlinked,
+        "SharedMemory::unlink removed the name".to_string(),
+    );
+}
+
+fn synchronization(t: &mut Tour) {
+    t.section("3. Synchronization on futexes in shared memory (ipc-sync)");
+    let Some(counter) = t.result(Value::new(0i32), "Value::new") else {
+        return;
+    };
+    let mut procs: Vec<Process> = (0..4)
+        .map(|_| Process::new(count, (counter.clone(), 100_000)))
+        .collect();
+    let ok =
+        procs.iter_mut().all(|p| p.start().is_ok()) && procs.iter_mut().all(|p| p.join().is_ok());
+    t.check(
+        ok && counter.get() == 400_000,
+        format!(
+            "Value<i32>: 4 processes x 100000 locked increments = {}",
+            counter.get()
+        ),
+    );
+
+    let Some(lock) = t.result(Lock::new(), "Lock::new") else {
+        return;
+    };
+    let mut p = Process::new(die_holding, lock.clone());
+    let _ = p.start().and_then(|_| p.join());
+    match lock.acquire_timeout(Duration::from_secs(10)) {
+        Some(g) => t.check(
+            g.owner_died(),
+            format!(
+                "Lock: its holder died (exit code {:?}); the next acquirer got it, owner_died() = {}",
+                p.exitcode(),
+                g.owner_died()
+            ),
+        ),
+        None => t.check(false, "Lock: a dead holder's lock was not recovered".into()),
+    }
+
+    let (Some(event), Some(done)) = (
+        t.result(Event::new(), "Event::new"),
+        t.result(Semaphore::new(0), "Semaphore::new"),
+    ) else {
+        return;
+    };
+    let mut waiters: Vec<Process> = (0..3)
+        .map(|_| Process::new(wait_then_signal, (event.clone(), done.clone())))
+        .collect();
+    let started = waiters.iter_mut().all(|w| w.start().is_ok());
+    event.set();
+    let woke = (0..3)
+        .filter(|_| done.acquire_timeout(Duration::from_secs(10)))
+        .count();
+    for w in &mut waiters {
+        let _ = w.join();
+    }
+    t.check(
+        started && woke == 3,
+        format!("Event: one set() woke {woke} waiting processes"),
+    );
+
+    let (Some(barrier), Some(tally)) = (
+        t.result(Barrier::new(3), "Barrier::new"),
+        t.result(Value::new(0u32), "Value::new"),
+    ) else {
+        return;
+    };
+    let mut parties: Vec<Process> = (0..3)
+        .map(|_| Process::new(barrier_rounds, (barrier.clone(), 100, tally.clone())))
+        .collect();
+    let ok = parties.iter_mut().all(|p| p.start().is_ok())
+        && parties
+            .iter_mut()
+            .all(|p| p.join().is_ok() && p.exitcode() == Some(0));
+    t.check(
+        ok && tally.get() == 100,
+        format!(
+            "Barrier(3): 3 processes passed it together {} times",
+            tally.get()
+        ),
+    );
+}
+
+fn messaging(t: &mut Tour) {
+    t.section("4. Messaging (ipc-channel-core)");
+    if let Some((a, b)) = t.result(Pipe::new(), "Pipe::new") {
+        let mut p = Process::new(send_hello, b);
+        let ok = p.start().is_ok();
+        let got = a.recv_timeout::<String>(Duration::from_secs(10));
+        let _ = p.join();
+        t.check(
+            ok && got.as_deref().ok() == Some("hello"),
+            format!("Pipe: {:?} from a child", got.unwrap_or_default()),
+        );
+    }
+    if let Some(q) = t.result(Queue::<Option<u32>>::new(), "Queue::new") {
+        let mut p = get_context(StartMethod::Spawn)
+            .process(producer, q.clone())
+            .name("producer");
+        let ok = p.start().is_ok();
+        let mut got = Vec::new();
+        while let Ok(Some(i)) = q.get_timeout(Duration::from_secs(10)) {
+            got.push(i);
+        }
+        let _ = p.join();
+        t.check(
+            ok && got == [0, 1, 2, 3, 4] && p.exitcode() == Some(0),
+            format!("Queue: a producer process put {got:?}, then the None sentinel"),
+        );
+    }
+}
+
+fn timings(t: &mut Tour) {
+    for m in get_all_start_methods() {
+        let ctx = get_context(m);
+        let mut v = Vec::new();
+        for _ in 0..7 {
+            let s = Instant::now();
+            if ctx.spawn(square, 3).join().is_err() {
+                t.check(false, format!("{m:?}: start+join for timing"));
+                return;
+            }
+            v.push(s.elapsed());
+        }
+        t.timing(
+            &format!("process start+join, {m:?}"),
+            fmt_duration(median(v)),
+        );
+    }
+
+    if let Some((a, b)) = t.result(Pipe::new(), "Pipe::new") {
+        let mut p = Process::new(echo, b);
+        if p.start().is_ok() {
+            let mut v = Vec::new();
+            for i in 0..2000u64 {
+                let s = Instant::now();
+                if a.send(&i).is_err() || a.recv::<u64>().ok() != Some(i) {
+                    break;
+                }
+                v.push(s.elapsed());
+            }
+            drop(a);
+            let _ = p.join();
+            if v.len() == 2000 {
+                t.timing("Pipe round trip (small message)", fmt_duration(median(v)));
+            } else {
+                t.check(false, "Pipe echo for timing".into());
+            }
+        }
+    }
+
+    if let (Some(inbox), Some(outbox)) = (
+        t.result(Queue::<u64>::new(), "Queue::new"),
+        t.result(Queue::<u64>::new(), "Queue::new"),
+    ) {
+        let mut p = Process::new(queue_echo, (inbox.clone(), outbox.clone()));
+        if p.start().is_ok() {
+            let mut v = Vec::new();
+            for i in 0..2000u64 {
+                let s = Instant::now();
+                if inbox.put(i).is_err()
+                    || outbox.get_timeout(Duration::from_secs(10)).ok() != Some(i)
+                {
+                    break;
+                }
+                v.push(s.elapsed());
+            }
+            let _ = inbox.put(u64::MAX);
+            let _ = p.join();
+            if v.len() == 2000 {
+                t.timing("Queue round trip (shm ring)", fmt_duration(median(v)));
+            } else {
+                t.check(false, "Queue echo for timing".into());
+            }
+        }
+    }
+}
