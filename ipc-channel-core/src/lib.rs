@@ -97,7 +97,7 @@ mod queue;
 mod simple_queue;
 
 #[cfg(not(ipc_loom))]
-pub use connection::{Connection, Pipe, DEFAULT_MAX_MESSAGE_SIZE};
+pub use connection::{Connection, Pipe, DEFAULT_MAX_MESSAGE_SIZE, MAX_RECORD};
 #[cfg(not(ipc_loom))]
 pub use err::Error;
 /// Crash points for the cross-process tests' hooks. Not part of the API.

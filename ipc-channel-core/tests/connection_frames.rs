@@ -31,6 +31,24 @@ fn raw_pair() -> (UnixStream, Connection) {
     (raw, Connection::from_fd(OwnedFd::from(theirs)).unwrap())
 }
 
+/// A raw seqpacket socket we send records into and the `Connection` reading the other end
+/// (the kind `Pipe` uses).
+fn raw_seqpacket_pair() -> (OwnedFd, Connection) {
+    let (raw, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    (raw, Connection::from_fd(theirs).unwrap())
+}
+
+fn send_record(fd: &OwnedFd, bytes: &[u8]) {
+    let n = rustix::net::send(fd, bytes, rustix::net::SendFlags::NOSIGNAL).unwrap();
+    assert_eq!(n, bytes.len());
+}
+
 fn devnull() -> OwnedFd {
     OwnedFd::from(std::fs::File::open("/dev/null").unwrap())
 }
@@ -227,6 +245,48 @@ fn non_socket_is_invalid_handle() {
     ));
 }
 
+#[test]
+fn seqpacket_frames_may_span_records() {
+    let (raw, conn) = raw_seqpacket_pair();
+    let f = frame(b"0123456789abcdef0123456789");
+    send_record(&raw, &f[..7]);
+    send_record(&raw, &f[7..20]);
+    send_record(&raw, &f[20..]);
+    send_record(&raw, &frame(b"next"));
+    assert_eq!(conn.recv_bytes().unwrap(), b"0123456789abcdef0123456789");
+    assert_eq!(conn.recv_bytes().unwrap(), b"next");
+    drop(raw);
+    assert!(matches!(conn.recv_bytes(), Err(Error::Eof)));
+}
+
+#[test]
+fn seqpacket_oversized_record_is_a_framing_error() {
+    let (raw, conn) = raw_seqpacket_pair();
+    // One record bigger than the room a connection offers: its end would be cut off.
+    let big = frame(&vec![3u8; ipc_channel_core::MAX_RECORD + 1000]);
+    send_record(&raw, &big);
+    assert!(matches!(conn.recv_bytes(), Err(Error::BadFrame(_))));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
+}
+
+#[test]
+fn seqpacket_truncated_and_garbage() {
+    let (raw, conn) = raw_seqpacket_pair();
+    send_record(&raw, &header(0, 0, 50)[..]);
+    send_record(&raw, &[1; 20]);
+    drop(raw);
+    assert!(matches!(
+        conn.recv_bytes(),
+        Err(Error::TruncatedFrame {
+            expected: 66,
+            got: 36
+        })
+    ));
+    let (raw, conn) = raw_seqpacket_pair();
+    send_record(&raw, b"GET / HTTP/1.0\r\n\r\n");
+    assert!(matches!(conn.recv_bytes(), Err(Error::BadFrame(_))));
+}
+
 /// Feeds `bytes` (closing afterwards) to a connection and reads until an error. Returns the
 /// payloads received and the first error.
 fn feed(bytes: &[u8], max: u64) -> (Vec<Vec<u8>>, Error) {
@@ -255,8 +315,50 @@ fn feed(bytes: &[u8], max: u64) -> (Vec<Vec<u8>>, Error) {
     (got, err)
 }
 
+/// Like [`feed`], over a seqpacket socket in records of the given sizes.
+fn feed_records(bytes: &[u8], cuts: &[usize]) -> Error {
+    let (raw, conn) = raw_seqpacket_pair();
+    conn.set_max_message_size(1 << 20).unwrap();
+    let mut at = 0;
+    for c in cuts {
+        if at >= bytes.len() {
+            break;
+        }
+        let end = (at + c.max(&1)).min(bytes.len());
+        send_record(&raw, &bytes[at..end]);
+        at = end;
+    }
+    if at < bytes.len() {
+        send_record(&raw, &bytes[at..]);
+    }
+    drop(raw);
+    let err = loop {
+        if let Err(e) = conn.recv_bytes() {
+            break e;
+        }
+    };
+    assert!(conn.recv_bytes().is_err());
+    err
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_records_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+        cuts in proptest::collection::vec(1usize..300, 0..16),
+    ) {
+        let err = feed_records(&bytes, &cuts);
+        prop_assert!(matches!(
+            err,
+            Error::Eof
+                | Error::BadFrame(_)
+                | Error::TruncatedFrame { .. }
+                | Error::TooLarge { .. }
+                | Error::MissingFds { .. }
+        ), "{:?}", err);
+    }
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
