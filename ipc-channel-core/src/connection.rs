@@ -1165,6 +1165,41 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_receivers_each_get_whole_messages() {
+        let (a, b) = Pipe::new().unwrap();
+        let b = Arc::new(b);
+        let receivers: Vec<_> = (0..3)
+            .map(|_| {
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match b.recv::<(u32, Vec<u8>)>() {
+                            Ok((i, v)) => {
+                                assert_eq!(v, vec![(i % 251) as u8; (i as usize * 131) % 70_000]);
+                                got.push(i);
+                            }
+                            Err(Error::Eof) => return got,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for i in 0..300u32 {
+            a.send(&(i, vec![(i % 251) as u8; (i as usize * 131) % 70_000]))
+                .unwrap();
+        }
+        drop(a);
+        let mut all: Vec<u32> = receivers
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..300).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn concurrent_senders_never_interleave() {
         let (a, b) = Pipe::new().unwrap();
         let a = Arc::new(a);
