@@ -159,18 +159,19 @@ impl Condition {
             CondLock::Lock(l) => {
                 let raw = l.raw();
                 // SAFETY: the calling thread holds the lock (checked above, and the guard proves
-                // the acquisition); it is re-acquired below before the guard is used again.
-                let notified = self.raw.wait_until(deadline, || unsafe { raw.unlock() });
-                (notified, raw.lock())
+                // the acquisition); `wait_until` re-acquires it before returning.
+                self.raw
+                    .wait_until(deadline, || unsafe { raw.unlock() }, || raw.lock())
             }
             CondLock::RLock(l) => {
                 let raw = l.raw();
-                let mut depth = 1;
-                let notified = self.raw.wait_until(deadline, || {
+                let depth = std::cell::Cell::new(1);
+                self.raw.wait_until(
+                    deadline,
                     // Ownership was checked above, so unlock_all cannot fail here.
-                    depth = raw.unlock_all().unwrap_or(1);
-                });
-                (notified, raw.relock_all(depth))
+                    || depth.set(raw.unlock_all().unwrap_or(1)),
+                    || raw.relock_all(depth.get()),
+                )
             }
         };
         if acquired.owner_died() {

@@ -7,7 +7,7 @@ use crate::primitive::const_fn_unless_loom;
 /// A process-shared condition variable (the waiting half of Python's `Condition`).
 ///
 /// It does not own a lock: [`RawCondition::wait_until`] is called with the associated lock held
-/// and is told how to release it; the caller re-acquires it afterwards.
+/// and is told how to release it and how to re-acquire it.
 ///
 /// # State
 ///
@@ -28,7 +28,8 @@ use crate::primitive::const_fn_unless_loom;
 /// cannot steal a notification meant for the waiters before it). So `notify(n)` ends exactly as
 /// many waits as it says (Python's counting semantics), even when a waiter is between releasing the
 /// lock and falling asleep: the bump of `seq` makes its `FUTEX_WAIT` fail and it takes the token. A
-/// waiter that times out takes a token if one is there (it was notified as it timed out). A waiter
+/// waiter that times out re-acquires the lock first, then takes a token if one is there for it (it
+/// was notified as it timed out) or deregisters: with the lock held no notify can interleave. A waiter
 /// whose process dies stays registered: a later notify may give it a token that another waiter then
 /// takes as a spurious wake-up, which is why `wait_for` loops exist.
 #[repr(C)]
@@ -58,11 +59,42 @@ impl RawCondition {
         }
     }
 
-    /// Registers the caller as a waiter, releases the lock with `unlock`, and sleeps until notified
-    /// or until `deadline` passes. Returns whether it was notified. The lock is *not* re-acquired.
+    /// Registers the caller as a waiter, releases the lock with `unlock`, sleeps until notified or
+    /// until `deadline` passes, and re-acquires the lock with `relock`. Returns whether it was
+    /// notified, and what `relock` returned.
     ///
     /// Call it with the associated lock held (the typed [`crate::Condition`] checks this).
-    pub fn wait_until(&self, deadline: Option<Deadline>, unlock: impl FnOnce()) -> bool {
+    ///
+    /// A waiter that times out decides whether it was notified after `relock`, with the lock held:
+    /// notifications are handed out under the lock, so no notify can then be halfway through, and
+    /// the waiter either takes a notification meant for it (and returns `true`) or leaves without
+    /// one. Deciding before re-locking would let a notify count the waiter in the instant between
+    /// its last look and its leaving: the notification would stay behind for nobody, and every
+    /// later notify would find it still pending and hand out nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipc_sync::futex::Deadline;
+    /// use ipc_sync::raw::{RawCondition, RawLock};
+    /// use std::time::Duration;
+    ///
+    /// let (lock, cond) = (RawLock::new(), RawCondition::new());
+    /// let _ = lock.lock();
+    /// let deadline = Some(Deadline::after(Duration::from_millis(10)));
+    /// // SAFETY: this thread holds the lock; `relock` takes it again before wait_until returns.
+    /// let (notified, _) = cond.wait_until(deadline, || unsafe { lock.unlock() }, || lock.lock());
+    /// assert!(!notified); // nobody notified: timed out, and the lock is held again
+    /// assert!(lock.is_owned_by_current_thread());
+    /// // SAFETY: held by this thread.
+    /// unsafe { lock.unlock() };
+    /// ```
+    pub fn wait_until<R>(
+        &self,
+        deadline: Option<Deadline>,
+        unlock: impl FnOnce(),
+        relock: impl FnOnce() -> R,
+    ) -> (bool, R) {
         self.counts.fetch_add(ONE_WAITER, Ordering::SeqCst);
         // Tokens are only for waiters registered before they were granted: a notify bumps `seq`
         // under the lock, so a waiter may take one once `seq` has moved past its registration.
@@ -71,19 +103,25 @@ impl RawCondition {
         let mut seq = registered;
         loop {
             if seq != registered && self.take_token() {
-                return true;
+                return (true, relock());
             }
             if deadline.is_some_and(|d| d.has_passed())
                 || futex::wait(&self.seq, seq, deadline) == Wait::TimedOut
             {
-                if self.seq.load(Ordering::SeqCst) != registered && self.take_token() {
-                    return true;
-                }
-                self.counts.fetch_sub(ONE_WAITER, Ordering::SeqCst);
-                return false;
+                break;
             }
             seq = self.seq.load(Ordering::SeqCst);
         }
+        // Timed out. Decide with the lock held: no notify is under way, so `seq` and the tokens
+        // agree, and a token taken now was granted while this waiter was registered.
+        let relocked = relock();
+        let notified = self.seq.load(Ordering::SeqCst) != registered && self.take_token();
+        if !notified {
+            // No token left (or none meant for this waiter), and none can be granted while the
+            // lock is held: leaving keeps tokens <= waiters.
+            self.counts.fetch_sub(ONE_WAITER, Ordering::SeqCst);
+        }
+        (notified, relocked)
     }
 
     /// Takes a token and deregisters in one step.
@@ -92,7 +130,8 @@ impl RawCondition {
         while tokens(counts) > 0 {
             match self.counts.compare_exchange_weak(
                 counts,
-                counts - ONE_WAITER - 1,
+                // Wrapping: a peer that scribbled on the counts must not make this panic.
+                counts.wrapping_sub(ONE_WAITER + 1),
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
@@ -116,7 +155,7 @@ impl RawCondition {
             }
             match self.counts.compare_exchange(
                 counts,
-                counts + grant as u64,
+                counts.wrapping_add(grant as u64),
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {

@@ -25,9 +25,10 @@ fn new_shared() -> Arc<Shared> {
 fn wait_ready(s: &Shared, deadline: Option<Deadline>) -> bool {
     let _ = s.lock.lock();
     while s.ready.load(Ordering::Relaxed) == 0 {
-        // SAFETY: held by this thread; re-acquired just below.
-        let notified = s.cond.wait_until(deadline, || unsafe { s.lock.unlock() });
-        let _ = s.lock.lock();
+        // SAFETY: held by this thread; wait_until re-acquires it.
+        let (notified, _) =
+            s.cond
+                .wait_until(deadline, || unsafe { s.lock.unlock() }, || s.lock.lock());
         if !notified && deadline.is_some() {
             break;
         }
@@ -65,9 +66,10 @@ fn notify_one_ends_exactly_one_wait() {
                 let (s, woken) = (Arc::clone(&s), Arc::clone(&woken));
                 thread::spawn(move || {
                     let _ = s.lock.lock();
-                    // SAFETY: held by this thread; re-acquired just below.
-                    let notified = s.cond.wait_until(None, || unsafe { s.lock.unlock() });
-                    let _ = s.lock.lock();
+                    // SAFETY: held by this thread; wait_until re-acquires it.
+                    let (notified, _) =
+                        s.cond
+                            .wait_until(None, || unsafe { s.lock.unlock() }, || s.lock.lock());
                     assert!(notified);
                     woken.fetch_add(1, Ordering::SeqCst);
                     // SAFETY: held by this thread.
@@ -107,5 +109,37 @@ fn timed_condition_wait_returns() {
         // SAFETY: held by this thread.
         unsafe { s.lock.unlock() };
         let _ = waiter.join().unwrap();
+    });
+}
+
+#[test]
+fn a_timed_out_waiter_cannot_swallow_a_notification() {
+    // notify(n) says how many waits it ends. A timed waiter that gives up just as it is notified
+    // must either count as notified (return true) or not be counted by the notify at all; if it
+    // left with the notification, the token stays behind for nobody and every later notify of a
+    // new waiter comes back 0: that waiter is never woken.
+    model(|| {
+        let s = new_shared();
+        let waiter = {
+            let s = Arc::clone(&s);
+            thread::spawn(move || {
+                let _ = s.lock.lock();
+                let deadline = Some(Deadline::after(Duration::from_millis(5)));
+                // SAFETY: held by this thread; it is re-acquired by wait_until before returning.
+                let (notified, _) =
+                    s.cond
+                        .wait_until(deadline, || unsafe { s.lock.unlock() }, || s.lock.lock());
+                // SAFETY: held again by this thread.
+                unsafe { s.lock.unlock() };
+                notified
+            })
+        };
+        let _ = s.lock.lock();
+        let granted = s.cond.notify(1);
+        // SAFETY: held by this thread.
+        unsafe { s.lock.unlock() };
+        let notified = waiter.join().unwrap();
+        assert_eq!(granted == 1, notified, "notify handed out {granted}");
+        assert_eq!(s.cond.n_waiting(), 0);
     });
 }
