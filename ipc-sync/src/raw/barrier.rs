@@ -36,6 +36,10 @@ pub const MAX_PARTIES: u32 = COUNT_MASK;
 /// round again is counted in the new generation and can never be mistaken for a late one of the old
 /// (generations do not mix). Waiters sleep on the whole word and return when the generation moves
 /// (success) or a break flag appears (failure; they then leave, decrementing the count).
+///
+/// A party whose process dies while it waits stays counted: its generation trips when the other
+/// parties have arrived (one arrival early), and the next generation waits for a party that will
+/// never come, so use timeouts (which break the barrier for everyone) when parties may die.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawBarrier {
@@ -140,12 +144,16 @@ impl RawBarrier {
     }
 
     /// Sets BROKEN unless generation `generation_in` has already tripped; returns whether the
-    /// barrier is now broken for this waiter.
+    /// barrier is now broken for this waiter. A reset under way fails the waiter without breaking
+    /// the barrier (the reset, not the timeout, ended the wait, as in Python).
     fn break_unless_tripped(&self, generation_in: u32) -> bool {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if generation(state) != generation_in {
                 return false;
+            }
+            if state & (BROKEN | RESETTING) != 0 {
+                return true;
             }
             match self.state.compare_exchange_weak(
                 state,
@@ -163,13 +171,17 @@ impl RawBarrier {
     }
 
     /// A waiter of a broken or resetting generation leaves; the last one out of a reset ends it.
+    /// An abort that came during the reset stays (BROKEN is only cleared by `reset` itself).
     fn leave(&self) {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
-            let mut next = state - 1; // count > 0: this waiter is counted
-            let finishes_reset = next & COUNT_MASK == 0 && next & RESETTING != 0;
+            // This waiter is counted, so the count is positive; a peer that scribbled a zero
+            // count must not make the subtraction borrow from the generation (or panic).
+            let count = (state & COUNT_MASK).saturating_sub(1);
+            let mut next = (state & !COUNT_MASK) | count;
+            let finishes_reset = count == 0 && next & RESETTING != 0;
             if finishes_reset {
-                next &= !(RESETTING | BROKEN);
+                next &= !RESETTING;
             }
             match self
                 .state

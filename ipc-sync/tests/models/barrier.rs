@@ -78,3 +78,48 @@ fn abort_fails_the_waiter_and_reset_restores() {
         assert_eq!(barrier.n_waiting(), 0);
     });
 }
+
+#[test]
+fn an_abort_during_a_reset_is_not_lost() {
+    // Python: reset() while a party waits makes it fail; an abort() before that party has left
+    // still leaves the barrier broken once it has (the drain ends the reset, not the abort).
+    model(|| {
+        let barrier = Arc::new(RawBarrier::new(2));
+        let t = {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || barrier.wait_until(None))
+        };
+        while barrier.n_waiting() == 0 {
+            thread::yield_now();
+        }
+        barrier.reset();
+        barrier.abort();
+        assert!(matches!(t.join().unwrap(), Err(Error::BrokenBarrier)));
+        assert!(barrier.broken(), "the abort was forgotten");
+        assert_eq!(barrier.n_waiting(), 0);
+        barrier.reset();
+        assert!(!barrier.broken());
+    });
+}
+
+#[test]
+fn a_timeout_during_a_reset_does_not_break_the_barrier() {
+    // A waiter that times out while a reset drains it just leaves: the reset's outcome (a usable
+    // barrier) stands, as in Python, where a resetting barrier ends the wait, not the timeout.
+    model(|| {
+        let barrier = Arc::new(RawBarrier::new(2));
+        let t = {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait_until(Some(Deadline::after(Duration::from_millis(5))))
+            })
+        };
+        while barrier.n_waiting() == 0 && !barrier.broken() {
+            thread::yield_now();
+        }
+        barrier.reset();
+        assert!(matches!(t.join().unwrap(), Err(Error::BrokenBarrier)));
+        assert!(!barrier.broken(), "a timeout broke a barrier being reset");
+        assert_eq!(barrier.n_waiting(), 0);
+    });
+}
