@@ -341,3 +341,31 @@ fn a_thread_that_exits_holding_a_lock_counts_as_dead() {
         .expect("taken over");
     assert!(g.owner_died());
 }
+
+#[test]
+fn huge_timeouts_mean_no_limit_and_do_not_panic() {
+    let max = Duration::MAX;
+    let lock = Lock::new().unwrap();
+    assert!(lock.acquire_timeout(max).is_some());
+    let rlock = RLock::new().unwrap();
+    assert!(rlock.acquire_timeout(max).is_some());
+    let sem = Semaphore::new(1).unwrap();
+    assert!(sem.acquire_timeout(max));
+    let event = Event::new().unwrap();
+    event.set();
+    assert!(event.wait_timeout(max));
+    let value = Value::new(1u8).unwrap();
+    assert_eq!(value.lock_timeout(max).map(|g| *g), Some(1));
+    let barrier = Barrier::new(1).unwrap();
+    assert_eq!(barrier.wait_timeout(max).unwrap(), 0);
+    let cond = Condition::new().unwrap();
+    let mut g = cond.acquire_timeout(max).unwrap();
+    assert!(cond.wait_for_timeout(&mut g, || true, max).unwrap());
+    // A sleeper with an endless timeout is woken normally.
+    let sem = Semaphore::new(0).unwrap();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| sem.acquire_timeout(max));
+        sem.release().unwrap();
+        assert!(t.join().unwrap());
+    });
+}

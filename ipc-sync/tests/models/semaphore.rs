@@ -70,3 +70,24 @@ fn timed_acquire_returns_and_a_release_is_not_lost() {
         assert_eq!(sem.value() + u32::from(took), 1);
     });
 }
+
+#[test]
+fn each_release_lets_one_sleeper_through() {
+    // Two sleepers, two releases: both acquisitions end (a lost wake-up deadlocks the model), and
+    // the units end up taken, not left behind.
+    model(|| {
+        let sem = Arc::new(RawSemaphore::new(0));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let sem = Arc::clone(&sem);
+                thread::spawn(move || sem.acquire())
+            })
+            .collect();
+        sem.release().unwrap();
+        sem.release().unwrap();
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(sem.value(), 0);
+    });
+}
