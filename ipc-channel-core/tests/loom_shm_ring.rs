@@ -36,6 +36,7 @@ fn model(body: impl Fn() + Sync + Send + 'static) {
 /// same chunk is fine, touching the same word is a reported race.
 struct HeapMem {
     ctrl: Ctrl,
+    hint: AtomicU64,
     links: Vec<AtomicU64>,
     cells: Vec<Vec<UnsafeCell<[u8; 8]>>>,
 }
@@ -53,6 +54,7 @@ impl HeapMem {
     fn new(units: u64, maxsize: u64) -> HeapMem {
         HeapMem {
             ctrl: Ctrl::new(units, maxsize, MAX_MSG, 1),
+            hint: AtomicU64::new(0),
             links: (0..units).map(|_| AtomicU64::new(0)).collect(),
             cells: (0..units)
                 .map(|_| (0..DATA / 8).map(|_| UnsafeCell::new([0; 8])).collect())
@@ -103,6 +105,9 @@ impl Mem for HeapMem {
             });
         }
         Ok(())
+    }
+    fn put_hint(&self) -> &AtomicU64 {
+        &self.hint
     }
     fn release(&self, unit: u64) {
         if let Ok(u) = self.check(unit, 0, 0) {

@@ -231,6 +231,10 @@ pub(crate) trait Mem {
     /// Gives chunk `unit`'s pages back to the system; its contents (link included) read as
     /// zero afterwards.
     fn release(&self, unit: u64);
+    /// A process-local copy of `items_put` as last read (0 at first). `items_put` only grows,
+    /// so the copy is a lower bound: while it is ahead of the consumers, a consumer knows a
+    /// record is there without reading the producers' cache line.
+    fn put_hint(&self) -> &AtomicU64;
 }
 
 /// A held lock, released on drop.
@@ -299,9 +303,10 @@ fn free_chunk<M: Mem + ?Sized>(m: &M, unit: u64) -> Result<()> {
     Ok(())
 }
 
-/// Gives back the pages of the free chunks beyond the first `keep`. Called when the queue has
-/// drained, so a burst's memory is returned without a system call per chunk while items
-/// stream (returned pages cost a page fault each on reuse).
+/// Gives back the pages of a quarter of the free chunks beyond the first `keep` (the ones used
+/// longest ago). Called when the queue has drained: a burst's memory goes back to the system
+/// over the next few drains, without a system call per chunk while items stream, and a
+/// workload of repeated bursts keeps most of its pages (a returned page costs a fault on reuse).
 fn trim<M: Mem + ?Sized>(m: &M, keep: u64) -> Result<()> {
     let c = m.ctrl();
     if c.hot_free.load(Ordering::Relaxed) <= keep {
@@ -309,19 +314,24 @@ fn trim<M: Mem + ?Sized>(m: &M, keep: u64) -> Result<()> {
     }
     let _held = lock(&c.alloc_lock, None).ok_or(CoreError::Corrupted("allocator lock"))?;
     let hot = c.hot_free.load(Ordering::Acquire);
+    if hot <= keep {
+        return Ok(());
+    }
+    let release = (hot - keep).div_ceil(4);
+    let skip = hot - release;
     let mut link = c.free_head.load(Ordering::Acquire);
     let mut i = 0u64;
     while link != 0 && i < hot {
         let unit = link - 1;
         link = m.link(unit)?.load(Ordering::Acquire);
-        if i >= keep {
+        if i >= skip {
             m.release(unit);
             // The link read as zero after the release: put it back.
             m.link(unit)?.store(link, Ordering::Release);
         }
         i += 1;
     }
-    c.hot_free.store(keep.min(hot), Ordering::Release);
+    c.hot_free.store(skip, Ordering::Release);
     Ok(())
 }
 
@@ -540,9 +550,9 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
     hook: impl Fn(CrashPoint),
 ) -> Result<usize> {
     let c = m.ctrl();
+    let hint = m.put_hint();
     let mut passed = Vec::new();
     loop {
-        let seen = c.put_seq.load(Ordering::SeqCst);
         let held = lock(&c.get_lock, deadline).ok_or(CoreError::Timeout)?;
         let sel = (c.head_sel.load(Ordering::Acquire) & 1) as usize;
         let items = c.head[sel].items.load(Ordering::Acquire);
@@ -550,7 +560,12 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
             // The selector is the commit; only the mirror may lag.
             c.items_got.store(items, Ordering::Release);
         }
-        if c.items_put.load(Ordering::Acquire) > items {
+        let mut put = hint.load(Ordering::Acquire);
+        if put <= items {
+            put = c.items_put.load(Ordering::Acquire);
+            hint.store(put, Ordering::Release);
+        }
+        if put > items {
             let unit = c.head[sel].unit.load(Ordering::Acquire);
             let off = c.head[sel].off.load(Ordering::Acquire) as usize;
             passed.clear();
@@ -569,8 +584,12 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
             for u in passed.drain(..) {
                 free_chunk(m, u)?;
             }
-            if c.items_put.load(Ordering::Acquire) == items + 1 {
-                trim(m, keep_free)?;
+            if put == items + 1 {
+                let now = c.items_put.load(Ordering::Acquire);
+                hint.store(now, Ordering::Release);
+                if now == items + 1 {
+                    trim(m, keep_free)?;
+                }
             }
             c.get_seq.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
@@ -582,6 +601,12 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
         drop(held);
         if deadline.is_some_and(|d| d.has_passed()) {
             return Err(CoreError::Timeout);
+        }
+        // Read the wake-up word, then look again: a put committed after this look bumps the
+        // word after `seen`, so the sleep below cannot miss it.
+        let seen = c.put_seq.load(Ordering::SeqCst);
+        if c.items_put.load(Ordering::SeqCst) > items {
+            continue;
         }
         // A producer is often about to commit: look a few times before sleeping.
         let mut spins = 0;

@@ -6,12 +6,13 @@
 //! written: unit 0 (1 MiB) holds the control block, and the other units are 1 MiB *chunks*
 //! handed out on demand. So the queue grows by chaining chunks that belong to the queue (not to
 //! the producer that wrote them: they live as long as any handle does), and an unbounded `put`
-//! never waits for a consumer. When the queue drains, the pages of the free chunks beyond
-//! [`KEEP_FREE`] are returned to the system (`fallocate(PUNCH_HOLE)`).
+//! never waits for a consumer. Each time the queue drains, the pages of a quarter of the free
+//! chunks beyond [`KEEP_FREE`] are returned to the system (`fallocate(PUNCH_HOLE)`).
 //!
 //! See `ring_core` for the algorithm and its behaviour when a process dies inside it.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use ipc_shm::Segment;
 use ipc_sync::futex::Deadline;
@@ -43,6 +44,8 @@ const _: () = assert!(std::mem::size_of::<Ctrl>() <= UNIT);
 pub(crate) struct ShmRing {
     seg: Segment,
     units: u64,
+    /// See [`Mem::put_hint`]; shared by this handle's clones in this process.
+    hint: Arc<AtomicU64>,
 }
 
 fn map_err(e: CoreError) -> Error {
@@ -104,6 +107,10 @@ impl Mem for ShmRing {
         Ok(())
     }
 
+    fn put_hint(&self) -> &AtomicU64 {
+        &self.hint
+    }
+
     fn release(&self, unit: u64) {
         let _ = rustix::fs::fallocate(
             self.seg.as_fd(),
@@ -126,7 +133,11 @@ impl ShmRing {
         let len = usize::try_from(units * UNIT as u64)
             .map_err(|_| Error::InvalidArgument("reserve too large".into()))?;
         let seg = Segment::new(len).map_err(|e| Error::Shm(e.to_string()))?;
-        let ring = ShmRing { seg, units };
+        let ring = ShmRing {
+            seg,
+            units,
+            hint: Arc::default(),
+        };
         ring.ctrl().init(units, maxsize as u64, max_msg, MAGIC);
         Ok(ring)
     }
@@ -202,6 +213,7 @@ impl<'de> Deserialize<'de> for ShmRing {
         let ring = ShmRing {
             seg,
             units: mapped_units,
+            hint: Arc::default(),
         };
         let c = ring.ctrl();
         if c.magic.load(Ordering::Acquire) != MAGIC {
@@ -214,6 +226,7 @@ impl<'de> Deserialize<'de> for ShmRing {
         Ok(ShmRing {
             seg: ring.seg,
             units,
+            hint: ring.hint,
         })
     }
 }
