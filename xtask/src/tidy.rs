@@ -2,6 +2,7 @@
 //!
 //! - every `.rs` file starts with a `//!` doc comment (after blank lines, if any);
 //! - no `todo!(` or `unimplemented!(` placeholders;
+//! - no two examples of the workspace share a name (their binaries would overwrite each other);
 //! - every `unsafe {` block has a `// SAFETY:` comment on one of the three lines above it, on its
 //!   own line, or in the comment block directly above; and so does every `unsafe impl`.
 
@@ -25,6 +26,28 @@ pub(crate) fn check(root: &Path) -> Vec<String> {
     collect(root, &mut files);
     files.sort();
     let mut problems = Vec::new();
+    // Example names must be unique across the workspace: cargo writes every example to the
+    // same target/<profile>/examples/ directory, so one would overwrite the other.
+    let mut examples: Vec<(String, String)> = files
+        .iter()
+        .filter(|f| f.parent().is_some_and(|p| p.ends_with("examples")))
+        .filter_map(|f| {
+            let name = f.file_stem()?.to_string_lossy().into_owned();
+            Some((
+                name,
+                f.strip_prefix(root).unwrap_or(f).display().to_string(),
+            ))
+        })
+        .collect();
+    examples.sort();
+    for pair in examples.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            problems.push(format!(
+                "{} and {}: two examples with one name overwrite each other's binary",
+                pair[0].1, pair[1].1
+            ));
+        }
+    }
     for f in files {
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;

@@ -2,8 +2,8 @@
 //! method: hello from a child, names and parents, four numbered children, a `Run` object, a
 //! value computed in a child, a shared counter, a panicking child, `terminate()`.
 //!
-//! Run it with `cargo run -p proc-spawn --example process_hello`; its output is checked
-//! against `process_hello.expected` by `cargo xtask test`.
+//! Run it with `cargo run -p proc-spawn --example spawn_hello`; its output is checked
+//! against `spawn_hello.expected` by `cargo xtask test`.
 
 use ipc_channel_core::{Connection, Pipe};
 use ipc_sync::Value;
