@@ -28,7 +28,11 @@
 //!
 //! Passing a connection to `Process::new` moves it into the child; the parent keeps no copy,
 //! so once the sender is done, nobody holds the other end and the receiver gets
-//! [`ChannelError::Eof`](multiproc::ChannelError::Eof).
+//! [`ChannelError::Eof`](multiproc::ChannelError::Eof). Mind the order under the `fork` start
+//! method: a forked child inherits every descriptor its parent holds at that moment, so the
+//! sender is started first — had the receiver been forked while the parent still held the
+//! sender's end (in the not yet started `s`), the receiver would hold a copy of that end itself
+//! and wait for ever.
 
 use multiproc::prelude::*;
 use multiproc::ChannelError;

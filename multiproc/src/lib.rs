@@ -7,88 +7,12 @@
 //! program written from a Python tutorial reads the same here. Everything is real: children are
 //! processes, locks are futexes in shared memory, queues are shared-memory rings or sockets.
 //!
-//! # Python and Rust, side by side
-//!
-//! <table><tr><th>Python</th><th>Rust</th></tr><tr><td>
-//!
-//! ```python
-//! from multiprocessing import (
-//!     Process, Queue, Value)
-//!
-//! def increment(counter, n):
-//!     for _ in range(n):
-//!         with counter.get_lock():
-//!             counter.value += 1
-//!
-//! def producer(q):
-//!     for i in range(5):
-//!         q.put(i)
-//!     q.put(None)
-//!
-//!
-//! if __name__ == "__main__":
-//!
-//!     counter = Value("i", 0)
-//!     procs = [Process(target=increment,
-//!                      args=(counter, 1000))
-//!              for _ in range(4)]
-//!     for p in procs: p.start()
-//!     for p in procs: p.join()
-//!     print(counter.value)
-//!
-//!     q = Queue()
-//!     p = Process(target=producer, args=(q,))
-//!     p.start()
-//!     while (item := q.get()) is not None:
-//!         print("consumed", item)
-//!     p.join()
-//!     print("exitcode", p.exitcode)
-//!
-//! ```
-//!
-//! </td><td>
-//!
-//! ```
-//! use multiproc::prelude::*;
-//!
-//! fn increment((counter, n): (Value<i32>, u32)) {
-//!     for _ in 0..n {
-//!         *counter.lock() += 1;
-//!     }
-//! }
-//!
-//! fn producer(q: Queue<Option<u32>>) {
-//!     for i in 0..5 { q.put(Some(i)).unwrap(); }
-//!     q.put(None).unwrap();
-//! }
-//!
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     multiproc::init();
-//!     let counter = Value::new(0i32)?;
-//!     let mut procs: Vec<Process> = (0..4)
-//!         .map(|_| Process::new(increment,
-//!                               (counter.clone(), 1000)))
-//!         .collect();
-//!     for p in &mut procs { p.start()?; }
-//!     for p in &mut procs { p.join()?; }
-//!     println!("{}", counter.get());
-//! # assert_eq!(counter.get(), 4000);
-//!
-//!     let q = Queue::new()?;
-//!     let mut p = Process::new(producer, q.clone());
-//!     p.start()?;
-//!     while let Some(item) = q.get()? {
-//!         println!("consumed {item}");
-//!     }
-//!     p.join()?;
-//!     println!("exitcode {:?}", p.exitcode());
-//! # assert_eq!(p.exitcode(), Some(0));
-//!     Ok(())
-//! }
-//! ```
-//!
-//! </td></tr></table>
-//!
+#![cfg_attr(feature = "pool", doc = include_str!("side_by_side.md"))]
+#![cfg_attr(
+    not(feature = "pool"),
+    doc = "# Python and Rust, side by side\n\n(Shown with the default features, which this \
+           build of the docs lacks.)\n\n"
+)]
 //! The differences are few and always the same:
 //!
 //! - `multiproc::init()` is the first line of `main` — Rust's `if __name__ == "__main__"`.
@@ -122,10 +46,16 @@
 //! | `get_context("spawn")`, `ctx.Process(...)` | [`get_context`]`(`[`StartMethod::Spawn`]`)`, [`Context::process`] | spawn |
 //! | `set_start_method(m)`, `get_start_method()`, `get_all_start_methods()` | [`set_start_method`], [`get_start_method`], [`get_all_start_methods`] | spawn |
 //! | `if __name__ == "__main__":` | [`init`] | spawn |
-//! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | `Pool::new(n)`, `Pool::builder()` | pool |
-//! | `pool.map`, `imap`, `imap_unordered`, `starmap`, `apply` and their `_async` forms | methods of the same names on `Pool` | pool |
-//! | `AsyncResult.get/wait/ready/successful` | `AsyncResult` | pool |
-//! | `multiprocessing.dummy.Pool` | `ThreadPool` | pool |
+//! | `Pool(n)`, `Pool()` | [`Pool::new`]`(n)`, `Pool::builder().build()` (one worker per CPU) | pool |
+//! | `Pool(n, initializer, initargs, maxtasksperchild)` | [`Pool::builder`]`().processes(n).initializer(f, args).max_tasks_per_child(k).build()` | pool |
+//! | `pool.map(f, xs)`, `pool.map(f, xs, chunksize)` | [`Pool::map`], [`Pool::map_chunked`] | pool |
+//! | `pool.imap`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`] (lazy iterators of `Result`) | pool |
+//! | `pool.starmap(f, [(a, b), ...])` | [`Pool::starmap`] with `f: fn(A, B) -> R` | pool |
+//! | `pool.apply(f, (x,))`, `apply_async`, `map_async`, `starmap_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::map_async`], [`Pool::starmap_async`] | pool |
+//! | `callback=`, `error_callback=` | the `_with` forms, taking [`Callbacks`] | pool |
+//! | `AsyncResult.get(t)`, `wait`, `ready`, `successful` | [`AsyncResult::get_timeout`], [`AsyncResult::wait`], [`AsyncResult::ready`], [`AsyncResult::successful`] | pool |
+//! | `pool.close()`, `terminate()`, `join()`, `with Pool() as pool:` | [`Pool::close`], [`Pool::terminate`], [`Pool::join`], dropping the pool | pool |
+//! | `multiprocessing.dummy.Pool` | [`ThreadPool`] (any closure) | pool |
 //! | `Pipe()`, `Pipe(duplex=False)` | [`Pipe::new`], [`Pipe::simplex`] | channel |
 //! | `conn.send(obj)`, `conn.recv()`, `send_bytes`, `recv_bytes`, `poll(t)` | [`Connection::send`], [`Connection::recv`], [`Connection::send_bytes`], [`Connection::recv_bytes`], [`Connection::poll`] | channel |
 //! | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::bounded`] | channel |
@@ -142,8 +72,11 @@
 //! | `shared_memory.SharedMemory(name, create, size)` | [`SharedMemory::create`], [`SharedMemory::open`] | shm |
 //! | typecodes `b B h H i I q Q f d` | `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64` ([`Element`]) | shm |
 //!
+//! The types and functions of every layer are at the crate root; the rarer items (tuning knobs
+//! such as [`sync::set_spin_limit`], diagnostics such as [`shm::heap_stats`], the layers'
+//! constants and low-level modules such as [`sync::raw`]) are reached through the layer modules.
 //! Each layer's error type is re-exported under its layer's name: [`ShmError`], [`SyncError`],
-//! [`ChannelError`], [`SpawnError`] and `PoolError`; they all implement
+//! [`ChannelError`], [`SpawnError`] and [`PoolError`]; they all implement
 //! [`std::error::Error`], so `Box<dyn std::error::Error>` (as above) collects any of them.
 //!
 //! # Start methods
@@ -261,3 +194,16 @@ pub use proc_spawn::{
 /// The error of the process layer ([`mod@spawn`]`::Error`).
 #[cfg(feature = "spawn")]
 pub use proc_spawn::Error as SpawnError;
+
+// ---- proc-pool -------------------------------------------------------------------------------
+
+#[cfg(feature = "pool")]
+pub use proc_pool::{
+    AsyncResult, Callbacks, IMap, Pool, PoolBuilder, StarFn, TaskError, ThreadPool,
+    ThreadPoolBuilder,
+};
+
+/// The error of the pool layer ([`pool::Error`]): a task's panic, a lost worker, a timeout, ...
+/// ([`TaskError`] is another name for it).
+#[cfg(feature = "pool")]
+pub use proc_pool::Error as PoolError;

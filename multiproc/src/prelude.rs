@@ -26,3 +26,6 @@ pub use proc_spawn::{
     get_start_method, parent_process, set_start_method, Context, JoinHandle, Process, ProcessInfo,
     Run, StartMethod,
 };
+
+#[cfg(feature = "pool")]
+pub use proc_pool::{AsyncResult, Pool, ThreadPool};
