@@ -73,12 +73,27 @@ fn send_hello(conn: Connection) {
     conn.send(&"hello".to_string()).expect("parent alive");
 }
 
+/// Echoes numbers until `u64::MAX` (a sentinel rather than end-of-file: a forked child also
+/// holds a copy of the parent's end, so it would never see one).
 fn echo(conn: Connection) {
     while let Ok(v) = conn.recv::<u64>() {
-        if conn.send(&v).is_err() {
+        if v == u64::MAX || conn.send(&v).is_err() {
             break;
         }
     }
+}
+
+/// Squares, except that item 3 takes its worker down with it.
+fn square_or_die(x: i64) -> i64 {
+    if x == 3 {
+        std::process::abort();
+    }
+    x * x
+}
+
+/// A CPU-bound task: the seed's sum, made expensive enough to measure.
+fn cpu_sum(n: u64) -> u64 {
+    (0..n).fold(0u64, |acc, i| acc.wrapping_add(i * i % 7))
 }
 
 fn producer(q: Queue<Option<u32>>) {
@@ -179,6 +194,7 @@ fn main() {
     shared_memory(&mut t);
     synchronization(&mut t);
     messaging(&mut t);
+    pool(&mut t);
     timings(&mut t);
 
     t.section("Timings (medians on this machine; compare them with each other)");
@@ -374,6 +390,78 @@ fn messaging(t: &mut Tour) {
     }
 }
 
+fn pool(t: &mut Tour) {
+    t.section("5. Pool (proc-pool)");
+    let Some(pool) = t.result(Pool::new(2), "Pool::new") else {
+        return;
+    };
+    if let Some(v) = t.result(pool.map(square, 0..10), "Pool::map") {
+        t.check(
+            v == [0, 1, 4, 9, 16, 25, 36, 49, 64, 81],
+            format!("Pool(2).map(square, 0..10) = {v:?}"),
+        );
+    }
+    let results: Vec<_> = pool.imap_chunked(square_or_die, 0..8, 1).collect();
+    let lost: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Err(multiproc::PoolError::WorkerLost { .. })))
+        .map(|(i, _)| i)
+        .collect();
+    let others_ok = results
+        .iter()
+        .enumerate()
+        .all(|(i, r)| i == 3 || r.as_ref().ok() == Some(&((i * i) as i64)));
+    t.check(
+        lost == [3] && others_ok,
+        format!("a worker died mid-map (abort): only its task failed, with WorkerLost: {lost:?}"),
+    );
+    if let Some(v) = t.result(pool.map(square, 0..4), "Pool::map after a lost worker") {
+        t.check(
+            v == [0, 1, 4, 9],
+            format!("the pool replaced the worker and maps again: {v:?}"),
+        );
+    }
+    let r = pool.apply_async(square, 7);
+    t.check(
+        r.get_timeout(Duration::from_secs(10)).ok() == Some(49),
+        "apply_async(square, 7).get() = 49".to_string(),
+    );
+
+    // Timings: apply_async round trip, and speed-up of a CPU-bound map on 2 workers.
+    let mut v = Vec::new();
+    for _ in 0..500 {
+        let s = Instant::now();
+        if pool.apply_async(square, 3).get().is_err() {
+            break;
+        }
+        v.push(s.elapsed());
+    }
+    if v.len() == 500 {
+        t.timing("Pool apply_async round trip", fmt_duration(median(v)));
+    }
+    let work = vec![3_000_000u64; 8];
+    let s = Instant::now();
+    let serial: Vec<u64> = work.iter().map(|n| cpu_sum(*n)).collect();
+    let serial_time = s.elapsed();
+    let s = Instant::now();
+    let parallel = pool.map_chunked(cpu_sum, work, 1);
+    let parallel_time = s.elapsed();
+    t.check(
+        parallel.as_ref().ok() == Some(&serial),
+        "a CPU-bound map on 2 workers gives the serial results".to_string(),
+    );
+    t.timing(
+        "Pool speed-up, CPU-bound map, 2 workers",
+        format!(
+            "{:.2}x ({} serial, {} pooled)",
+            serial_time.as_secs_f64() / parallel_time.as_secs_f64(),
+            fmt_duration(serial_time),
+            fmt_duration(parallel_time)
+        ),
+    );
+}
+
 fn timings(t: &mut Tour) {
     for m in get_all_start_methods() {
         let ctx = get_context(m);
@@ -403,7 +491,7 @@ fn timings(t: &mut Tour) {
                 }
                 v.push(s.elapsed());
             }
-            drop(a);
+            let _ = a.send(&u64::MAX);
             let _ = p.join();
             if v.len() == 2000 {
                 t.timing("Pipe round trip (small message)", fmt_duration(median(v)));
