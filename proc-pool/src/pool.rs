@@ -16,9 +16,10 @@
 //!
 //! The result thread polls every worker's connection and every worker's pidfd (sentinel).
 //! A result completes its chunk; a worker whose pidfd becomes readable has died: its remaining
-//! results are read, the first chunk it had not answered (the one it was running) fails with
-//! [`Error::WorkerLost`], the chunks queued behind it go back to the front of the queue, and the
-//! dispatcher starts a replacement. The dispatcher also replaces workers that retire after
+//! results are read, the chunks it had started and not answered (the one it was running, and
+//! any whose answers it had not sent yet: the worker counts the chunks it starts in shared
+//! memory) fail with [`Error::WorkerLost`], the chunks it never started go back to the front of
+//! the queue, and the dispatcher starts a replacement. The dispatcher also replaces workers that retire after
 //! `max_tasks_per_child` chunks.
 
 use std::collections::VecDeque;
@@ -30,7 +31,7 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use ipc_channel_core::{Connection, Pipe};
-use ipc_shm::transfer;
+use ipc_shm::{transfer, RawValue};
 use proc_spawn::{Context, Process, StartMethod};
 use rustix::event::{PollFd, PollFlags};
 use serde::de::DeserializeOwned;
@@ -55,6 +56,10 @@ const WINDOW_TARGET_NANOS: f64 = 2_000_000.0;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// The largest encoded chunk accepted (the connections' message limit is 1 GiB).
 const MAX_CHUNK_BYTES: usize = (1 << 30) - (1 << 20);
+/// `map` submits its chunks in groups of at most this many...
+const SUBMIT_GROUP_CHUNKS: usize = 256;
+/// ...or this many bytes of arguments, so that the workers start while the rest is encoded.
+const SUBMIT_GROUP_BYTES: usize = 16 << 10;
 /// `imap` keeps at most this many chunks per worker in flight.
 const IMAP_CHUNKS_PER_WORKER: usize = 4;
 
@@ -124,15 +129,17 @@ fn encode_chunk<T: Serialize + DeserializeOwned>(items: &[T]) -> Result<Encoded>
     })
 }
 
-fn encode_chunks<T: Serialize + DeserializeOwned>(
-    items: &[T],
-    chunksize: usize,
-) -> Result<Vec<Encoded>> {
-    items.chunks(chunksize).map(encode_chunk).collect()
-}
-
 /// Serializes exactly like `ToWorker::Tasks(Vec<WireChunk>)`, from borrowed chunks.
 struct TasksRef<'a>(&'a [Arc<ChunkData>]);
+
+/// A byte string (as `wire::bytes` writes it).
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
 
 impl Serialize for TasksRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -167,7 +174,7 @@ impl Serialize for TasksRef<'_> {
                 let mut st = s.serialize_struct("WireChunk", 4)?;
                 st.serialize_field("id", &c.id)?;
                 st.serialize_field("func", &c.func)?;
-                st.serialize_field("args", &c.args)?;
+                st.serialize_field("args", &Bytes(&c.args))?;
                 st.serialize_field("fds", &Fds(&c.fds))?;
                 st.end()
             }
@@ -204,6 +211,10 @@ struct Worker {
     outstanding: VecDeque<Job>,
     /// Chunks ever assigned (for `max_tasks_per_child`).
     assigned: u64,
+    /// Chunks answered: the first of `outstanding` is the worker's chunk number `answered`.
+    answered: u64,
+    /// How many chunks the worker has started (it writes, the pool reads after its death).
+    started: RawValue<u64>,
     gate: Arc<Gate>,
     tickets: u64,
 }
@@ -294,9 +305,9 @@ impl Shared {
 
     /// How many workers the pool should have now.
     fn target(&self, st: &State) -> usize {
-        if st.stop_threads || st.phase == Phase::Terminated || st.broken.is_some() {
-            0
-        } else if st.phase == Phase::Closed && st.unfinished == 0 {
+        let stopping = st.stop_threads || st.phase == Phase::Terminated || st.broken.is_some();
+        let drained = st.phase == Phase::Closed && st.unfinished == 0;
+        if stopping || drained {
             0
         } else {
             self.config.processes
@@ -317,10 +328,13 @@ impl Shared {
                 })
             }
         };
+        let started =
+            RawValue::new(0u64).map_err(|e| Error::Spawn(format!("shared counter: {e}")))?;
         let boot = WorkerBoot {
             conn: theirs,
             init,
             max_tasks: self.config.max_tasks,
+            started: started.clone(),
         };
         let prefix = match self.config.ctx.start_method() {
             StartMethod::Fork => "Fork",
@@ -346,6 +360,8 @@ impl Shared {
             sentinel: Arc::new(sentinel),
             outstanding: VecDeque::new(),
             assigned: 0,
+            answered: 0,
+            started,
             gate: Arc::new(Gate {
                 next: Mutex::new(0),
                 cv: Condvar::new(),
@@ -571,6 +587,7 @@ impl Shared {
             return None;
         }
         st.unfinished -= 1;
+        w.answered += 1;
         w.outstanding.pop_front()
     }
 
@@ -591,7 +608,7 @@ impl Shared {
         }
     }
 
-    /// Worker `pid` is dead: fail the chunk it was running, queue the others again, let the
+    /// Worker `pid` is dead: fail the chunks it held, queue the others again, let the
     /// dispatcher replace it.
     fn handle_death(&self, pid: u32) -> Deliveries {
         let mut d: Deliveries = Vec::new();
@@ -605,8 +622,15 @@ impl Shared {
         let Worker {
             mut process,
             mut outstanding,
+            answered,
+            started,
             ..
         } = worker;
+        // Chunks it started and did not answer: the one it was running, and any whose answers
+        // it had not sent yet. The others it never touched.
+        let held = usize::try_from(started.load().saturating_sub(answered))
+            .unwrap_or(usize::MAX)
+            .min(outstanding.len());
         let exitcode = match process.join_timeout(Duration::from_secs(5)) {
             Ok(Some(c)) => Some(c),
             _ => process.exitcode(),
@@ -618,15 +642,15 @@ impl Shared {
             st.broken.clone()
         };
         if let Some(e) = stop_error {
-            // The dead worker may have decoded the first chunk it held, not the others.
             st.unfinished -= outstanding.len();
             for (k, job) in outstanding.drain(..).enumerate() {
-                fail_job(&mut d, job, &e, k > 0);
+                fail_job(&mut d, job, &e, k >= held);
             }
         } else {
-            if let Some(job) = outstanding.pop_front() {
+            let lost = Error::WorkerLost { pid, exitcode };
+            for job in outstanding.drain(..held) {
                 st.unfinished -= 1;
-                fail_job(&mut d, job, &Error::WorkerLost { pid, exitcode }, false);
+                fail_job(&mut d, job, &lost, false);
             }
             while let Some(job) = outstanding.pop_back() {
                 st.pending.push_front(job);
@@ -737,8 +761,8 @@ fn dispatcher_loop(sh: Arc<Shared>) {
 /// Reads every result available on `conn` now; whether the peer has closed.
 fn drain(conn: &Connection, out: &mut Vec<FromWorker>) -> bool {
     loop {
-        match conn.try_recv::<FromWorker>() {
-            Ok(m) => out.push(m),
+        match conn.try_recv::<Vec<FromWorker>>() {
+            Ok(m) => out.extend(m),
             Err(ipc_channel_core::Error::Timeout) => return false,
             Err(ipc_channel_core::Error::Eof) => return true,
             Err(e) => {
@@ -1121,11 +1145,6 @@ impl Pool {
             Some(c) => c,
             None => default_chunksize(n, self.processes()),
         };
-        let chunks = match encode_chunks(&items, cs) {
-            Ok(c) => c,
-            Err(e) => return AsyncResult::failed(e, callbacks),
-        };
-        drop(items);
         let cell = Cell::new(callbacks);
         let deliver = MapDeliver::new(n, cs, cell.clone());
         if n == 0 {
@@ -1143,8 +1162,36 @@ impl Pool {
             return AsyncResult::from_cell(cell);
         }
         let sink: Arc<dyn Sink> = Arc::new(Decoding::<R, _>::new(deliver));
-        if let Err(e) = self.shared.submit(func, chunks, 0, sink) {
-            cell.complete(Err(e));
+        // Encode and submit in groups, so the workers start while the rest is encoded.
+        let mut group: Vec<Encoded> = Vec::new();
+        let mut group_bytes = 0usize;
+        let mut first = 0usize;
+        let total = n.div_ceil(cs);
+        for (k, part) in items.chunks(cs).enumerate() {
+            match encode_chunk(part) {
+                Ok(e) => {
+                    group_bytes += e.args.len();
+                    group.push(e);
+                }
+                Err(e) => {
+                    // Chunks already submitted still run; their results are ignored.
+                    cell.complete(Err(e));
+                    return AsyncResult::from_cell(cell);
+                }
+            }
+            if group_bytes >= SUBMIT_GROUP_BYTES
+                || group.len() >= SUBMIT_GROUP_CHUNKS
+                || k + 1 == total
+            {
+                let chunks = std::mem::take(&mut group);
+                let len = chunks.len();
+                if let Err(e) = self.shared.submit(func, chunks, first, sink.clone()) {
+                    cell.complete(Err(e));
+                    return AsyncResult::from_cell(cell);
+                }
+                first += len;
+                group_bytes = 0;
+            }
         }
         AsyncResult::from_cell(cell)
     }

@@ -3,8 +3,9 @@
 //! A worker is a daemon [`proc_spawn::Process`] running [`worker_main`] with a [`WorkerBoot`]:
 //! its end of the duplex connection to the pool, the initializer, the task limit. It ignores
 //! `SIGINT` (a Ctrl-C in the terminal reaches the whole process group; the parent decides what
-//! to do, PP12), runs the initializer, then runs chunks in arrival order, answering each before
-//! starting the next, until told to stop, until its task limit, or until the pool goes away.
+//! to do, PP12), runs the initializer, then runs chunks in arrival order (counting each one it
+//! starts in shared memory, and sending answers in small batches: see the `wire` module), until
+//! told to stop, until its task limit, or until the pool goes away.
 //!
 //! A panicking task is caught and reported as data (its message and location); the worker's
 //! panic hook stays quiet for task panics (Python prints nothing in the worker either: the
@@ -14,9 +15,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipc_channel_core::Connection;
+use ipc_shm::RawValue;
 use serde::{Deserialize, Serialize};
 
 use crate::fnref::FnRef;
@@ -29,6 +31,9 @@ pub(crate) struct WorkerBoot {
     pub(crate) init: Option<InitCall>,
     /// Exit after this many chunks (Python's `maxtasksperchild`).
     pub(crate) max_tasks: Option<u64>,
+    /// How many chunks this worker has started (bumped before each one, read by the pool
+    /// when the worker dies).
+    pub(crate) started: RawValue<u64>,
 }
 
 /// The initializer: a `fn(A)` and its encoded argument (as a one-item chunk).
@@ -80,6 +85,11 @@ pub(crate) fn catch_task<R>(f: impl FnOnce() -> R) -> Result<R, ItemError> {
     })
 }
 
+/// Answers wait at most this long for company before they are sent.
+const FLUSH_AFTER: Duration = Duration::from_micros(200);
+/// At most this many answers per message.
+const FLUSH_COUNT: usize = 64;
+
 /// The body of every worker process.
 pub(crate) fn worker_main(boot: WorkerBoot) {
     crate::sys::ignore_sigint();
@@ -88,17 +98,33 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
         conn,
         init,
         max_tasks,
+        started,
     } = boot;
     if let Some(init) = init {
         if let Err(message) = run_init(init) {
-            let _ = conn.send(&FromWorker::InitFailed { message });
+            let _ = conn.send(&vec![FromWorker::InitFailed { message }]);
             return;
         }
     }
     let mut queue: VecDeque<WireChunk> = VecDeque::new();
+    let mut outbox: Vec<FromWorker> = Vec::new();
+    let mut oldest: Option<Instant> = None;
     let mut done: u64 = 0;
     loop {
-        if max_tasks.is_some_and(|k| done >= k) {
+        let limit_reached = max_tasks.is_some_and(|k| done >= k);
+        let must_flush = queue.is_empty()
+            || limit_reached
+            || outbox.len() >= FLUSH_COUNT
+            || oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
+        if must_flush && !outbox.is_empty() {
+            if conn.send(&outbox).is_err() {
+                // The pool is gone (or terminated us): nothing to answer to.
+                return;
+            }
+            outbox.clear();
+            oldest = None;
+        }
+        if limit_reached {
             return;
         }
         let chunk = match queue.pop_front() {
@@ -119,10 +145,13 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
                 }
             },
         };
-        let started = Instant::now();
+        // Before anything of the chunk is decoded: from now on the pool will not send it to
+        // another worker.
+        started.store(done + 1);
+        let t0 = Instant::now();
         let outcome = chunk.func.call(&chunk.args, unwrap_fds(chunk.fds));
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let reply = match outcome {
+        let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        outbox.push(match outcome {
             Ok((results, fds)) => FromWorker::Done {
                 id: chunk.id,
                 nanos,
@@ -133,11 +162,8 @@ pub(crate) fn worker_main(boot: WorkerBoot) {
                 id: chunk.id,
                 error,
             },
-        };
-        if conn.send(&reply).is_err() {
-            // The pool is gone (or terminated us): nothing to answer to.
-            return;
-        }
+        });
+        oldest.get_or_insert(t0);
         done += 1;
     }
 }
