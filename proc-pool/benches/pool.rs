@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use ipc_channel_core::{Connection, Pipe};
 use proc_pool::{Pool, ThreadPool};
 use proc_spawn::Process;
@@ -120,9 +120,12 @@ fn cpu_bound(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_millis(500));
-    targets = map_100k, round_trip, cpu_bound
+fn main() {
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .configure_from_args();
+    map_100k(&mut c);
+    round_trip(&mut c);
+    cpu_bound(&mut c);
+    c.final_summary();
 }
-criterion_main!(benches);

@@ -605,9 +605,11 @@ fn check_lost(
             Err(e) => {
                 assert_eq!(e, &lost, "{m}: item {i}");
                 let c = i / chunksize;
-                for j in c * chunksize..((c + 1) * chunksize).min(out.len()) {
-                    assert!(out[j].is_err(), "{m}: chunks fail whole: item {j}");
-                }
+                let chunk = &out[c * chunksize..((c + 1) * chunksize).min(out.len())];
+                assert!(
+                    chunk.iter().all(|r| r.is_err()),
+                    "{m}: chunks fail whole: item {i}"
+                );
                 failed += 1;
             }
         }
