@@ -80,6 +80,9 @@ impl Mem for HeapMem {
     fn data_len(&self) -> usize {
         DATA
     }
+    fn max_msg(&self) -> u64 {
+        MAX_MSG
+    }
     fn link(&self, unit: u64) -> ring_core::Result<&AtomicU64> {
         let u = self.check(unit, 0, 0)?;
         Ok(&self.links[u])

@@ -96,9 +96,9 @@ fn nap(deadline: Option<Deadline>) -> Option<Deadline> {
 /// A position: chunk, offset in its data area, and how many records precede it.
 #[repr(C)]
 pub(crate) struct Pos {
-    unit: AtomicU64,
-    off: AtomicU64,
-    items: AtomicU64,
+    pub(crate) unit: AtomicU64,
+    pub(crate) off: AtomicU64,
+    pub(crate) items: AtomicU64,
 }
 
 impl Pos {
@@ -128,32 +128,32 @@ pub(crate) struct Ctrl {
     _p0: Pad,
     // Producers, under `put_lock`.
     pub(crate) put_lock: RawLock,
-    tail_sel: AtomicU64,
-    tail: [Pos; 2],
+    pub(crate) tail_sel: AtomicU64,
+    pub(crate) tail: [Pos; 2],
     _p1: Pad,
     // Consumers, under `get_lock`.
     pub(crate) get_lock: RawLock,
-    head_sel: AtomicU64,
-    head: [Pos; 2],
+    pub(crate) head_sel: AtomicU64,
+    pub(crate) head: [Pos; 2],
     _p2: Pad,
     /// Records committed by producers (the commit point of a put).
-    items_put: AtomicU64,
+    pub(crate) items_put: AtomicU64,
     put_seq: AtomicU32,
     put_waiters: AtomicU32,
     _p3: Pad,
     /// Records taken by consumers (mirrors the selected head slot; for `len`).
-    items_got: AtomicU64,
+    pub(crate) items_got: AtomicU64,
     get_seq: AtomicU32,
     get_waiters: AtomicU32,
     _p4: Pad,
     // The chunk allocator, under `alloc_lock`.
     alloc_lock: RawLock,
     /// Head of the free chunk list (unit index + 1; 0 = empty).
-    free_head: AtomicU64,
+    pub(crate) free_head: AtomicU64,
     /// How many chunks at the head of the free list still have their pages.
-    hot_free: AtomicU64,
+    pub(crate) hot_free: AtomicU64,
     /// The next never-used unit.
-    next_fresh: AtomicU64,
+    pub(crate) next_fresh: AtomicU64,
 }
 
 impl Ctrl {
@@ -220,6 +220,10 @@ pub(crate) trait Mem {
     fn ctrl(&self) -> &Ctrl;
     /// Number of units (chunk indices are `1..units`).
     fn units(&self) -> u64;
+    /// The largest record this handle accepts, fixed when the handle was made (not re-read
+    /// from the control block, which a corrupt peer could rewrite to make a consumer allocate
+    /// without bound).
+    fn max_msg(&self) -> u64;
     /// Data bytes per chunk (a multiple of 8).
     fn data_len(&self) -> usize;
     /// The `next` link of chunk `unit` (next unit + 1; 0 for none).
@@ -299,7 +303,7 @@ fn free_chunk<M: Mem + ?Sized>(m: &M, unit: u64) -> Result<()> {
         .store(c.free_head.load(Ordering::Acquire), Ordering::Release);
     c.free_head.store(unit + 1, Ordering::Release);
     let hot = c.hot_free.load(Ordering::Acquire);
-    c.hot_free.store(hot + 1, Ordering::Release);
+    c.hot_free.store(hot.saturating_add(1), Ordering::Release);
     Ok(())
 }
 
@@ -321,7 +325,8 @@ fn trim<M: Mem + ?Sized>(m: &M, keep: u64) -> Result<()> {
     let skip = hot - release;
     let mut link = c.free_head.load(Ordering::Acquire);
     let mut i = 0u64;
-    while link != 0 && i < hot {
+    // Bounded by the number of chunks too: a scribbled list may be a cycle.
+    while link != 0 && i < hot.min(m.units()) {
         let unit = link - 1;
         link = m.link(unit)?.load(Ordering::Acquire);
         if i >= skip {
@@ -366,7 +371,7 @@ fn recover_tail(c: &Ctrl) {
     let sel = (c.tail_sel.load(Ordering::Acquire) & 1) as usize;
     let committed = c.items_put.load(Ordering::Acquire);
     let other = 1 - sel;
-    if c.tail[sel].items.load(Ordering::Acquire) + 1 == committed
+    if c.tail[sel].items.load(Ordering::Acquire).wrapping_add(1) == committed
         && c.tail[other].items.load(Ordering::Acquire) == committed
     {
         // It committed but did not flip: the other slot was written before the commit.
@@ -421,7 +426,7 @@ pub(crate) fn put_with<M: Mem + ?Sized>(
     hook: impl Fn(CrashPoint),
 ) -> Result<()> {
     let c = m.ctrl();
-    let max = c.max_msg.load(Ordering::Relaxed);
+    let max = m.max_msg();
     if bytes.len() as u64 > max {
         return Err(CoreError::TooLarge {
             len: bytes.len() as u64,
@@ -468,10 +473,13 @@ pub(crate) fn put_with<M: Mem + ?Sized>(
         let other = 1 - sel;
         c.tail[other].unit.store(end_unit, Ordering::Relaxed);
         c.tail[other].off.store(end_off as u64, Ordering::Relaxed);
-        c.tail[other].items.store(items + 1, Ordering::Relaxed);
+        // Wrapping: the counters live in shared memory, where a corrupt peer may have left
+        // anything (an honest queue never gets near 2^64 records).
+        let next = items.wrapping_add(1);
+        c.tail[other].items.store(next, Ordering::Relaxed);
         hook(CrashPoint::PutBeforeCommit);
         // The commit: consumers may take the record from here on.
-        c.items_put.store(items + 1, Ordering::Release);
+        c.items_put.store(next, Ordering::Release);
         hook(CrashPoint::PutBeforeFlip);
         c.tail_sel.store(other as u64, Ordering::Release);
         drop(held);
@@ -505,7 +513,10 @@ fn read_record<M: Mem + ?Sized>(
     let mut len = [0u8; LEN_BYTES];
     m.read(unit, off, &mut len)?;
     let len = u64::from_le_bytes(len);
-    if len > m.ctrl().max_msg.load(Ordering::Relaxed) {
+    // Checked against this handle's own limit and the storage size before anything is
+    // allocated for it: the length comes from shared memory.
+    let capacity = m.units().saturating_sub(1).saturating_mul(data as u64);
+    if len > m.max_msg() || len > capacity {
         return Err(CoreError::Corrupted(
             "record longer than the maximum message size",
         ));
@@ -574,20 +585,21 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
             let other = 1 - sel;
             c.head[other].unit.store(end_unit, Ordering::Relaxed);
             c.head[other].off.store(end_off as u64, Ordering::Relaxed);
-            c.head[other].items.store(items + 1, Ordering::Relaxed);
+            let next = items.wrapping_add(1);
+            c.head[other].items.store(next, Ordering::Relaxed);
             hook(CrashPoint::GetBeforeFlip);
             // The commit: the record is taken.
             c.head_sel.store(other as u64, Ordering::Release);
-            c.items_got.store(items + 1, Ordering::Release);
+            c.items_got.store(next, Ordering::Release);
             hook(CrashPoint::GetBeforeFree);
             drop(held);
             for u in passed.drain(..) {
                 free_chunk(m, u)?;
             }
-            if put == items + 1 {
+            if put == next {
                 let now = c.items_put.load(Ordering::Acquire);
                 hint.store(now, Ordering::Release);
-                if now == items + 1 {
+                if now == next {
                     trim(m, keep_free)?;
                 }
             }

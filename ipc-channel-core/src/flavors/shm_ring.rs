@@ -44,6 +44,8 @@ const _: () = assert!(std::mem::size_of::<Ctrl>() <= UNIT);
 pub(crate) struct ShmRing {
     seg: Segment,
     units: u64,
+    /// See [`Mem::max_msg`]: fixed when this handle was made or received.
+    max_msg: u64,
     /// See [`Mem::put_hint`]; shared by this handle's clones in this process.
     hint: Arc<AtomicU64>,
 }
@@ -74,6 +76,10 @@ impl Mem for ShmRing {
 
     fn units(&self) -> u64 {
         self.units
+    }
+
+    fn max_msg(&self) -> u64 {
+        self.max_msg
     }
 
     fn data_len(&self) -> usize {
@@ -136,6 +142,7 @@ impl ShmRing {
         let ring = ShmRing {
             seg,
             units,
+            max_msg,
             hint: Arc::default(),
         };
         ring.ctrl().init(units, maxsize as u64, max_msg, MAGIC);
@@ -167,7 +174,7 @@ impl ShmRing {
     }
 
     pub(crate) fn max_message_size(&self) -> u64 {
-        self.ctrl().max_msg.load(Ordering::Relaxed)
+        self.max_msg
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -213,6 +220,7 @@ impl<'de> Deserialize<'de> for ShmRing {
         let ring = ShmRing {
             seg,
             units: mapped_units,
+            max_msg: 0,
             hint: Arc::default(),
         };
         let c = ring.ctrl();
@@ -223,10 +231,150 @@ impl<'de> Deserialize<'de> for ShmRing {
         }
         // Trust the smaller of what the control block says and what is actually mapped.
         let units = c.units.load(Ordering::Relaxed).min(mapped_units);
+        let max_msg = c.max_msg.load(Ordering::Relaxed);
         Ok(ShmRing {
             seg: ring.seg,
             units,
+            max_msg,
             hint: ring.hint,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ring(units: u64, max_msg: u64) -> ShmRing {
+        ShmRing::new(0, max_msg, units * UNIT as u64).unwrap()
+    }
+
+    fn now() -> Option<Deadline> {
+        Some(Deadline::after(Duration::ZERO))
+    }
+
+    fn no_hook(_: CrashPoint) {}
+
+    /// Puts and gets a few items, whatever they return: they must not panic or hang.
+    fn exercise(r: &ShmRing) {
+        let mut buf = RecvBuf::default();
+        for _ in 0..3 {
+            let _ = r.put(b"abc", now(), no_hook);
+            let _ = r.get(&mut buf, now(), no_hook);
+        }
+    }
+
+    #[test]
+    fn scribbled_counters_and_positions_never_panic() {
+        for v in [u64::MAX, u64::MAX - 1, 1 << 63, DATA as u64 + 8, 7] {
+            for field in 0..8 {
+                let r = ring(4, 1024);
+                r.put(b"x", None, no_hook).unwrap();
+                let c = r.ctrl();
+                match field {
+                    0 => {
+                        for p in &c.tail {
+                            p.items.store(v, Ordering::Relaxed);
+                        }
+                        c.items_put.store(v, Ordering::Relaxed);
+                    }
+                    1 => {
+                        for p in &c.head {
+                            p.items.store(v, Ordering::Relaxed);
+                        }
+                        c.items_got.store(v, Ordering::Relaxed);
+                    }
+                    2 => c.items_put.store(v, Ordering::Relaxed),
+                    3 => {
+                        for p in c.tail.iter().chain(&c.head) {
+                            p.off.store(v, Ordering::Relaxed);
+                        }
+                    }
+                    4 => {
+                        for p in c.tail.iter().chain(&c.head) {
+                            p.unit.store(v, Ordering::Relaxed);
+                        }
+                    }
+                    5 => {
+                        c.free_head.store(v, Ordering::Relaxed);
+                        c.next_fresh.store(v, Ordering::Relaxed);
+                        c.hot_free.store(v, Ordering::Relaxed);
+                    }
+                    6 => {
+                        c.tail_sel.store(v, Ordering::Relaxed);
+                        c.head_sel.store(v, Ordering::Relaxed);
+                    }
+                    _ => r.link(1).unwrap().store(v, Ordering::Relaxed),
+                }
+                exercise(&r);
+            }
+        }
+    }
+
+    #[test]
+    fn scribbled_record_length_is_refused_before_allocating() {
+        let r = ring(4, 1024);
+        r.put(b"x", None, no_hook).unwrap();
+        // A peer raises the shared limit and announces an absurd record.
+        r.ctrl().max_msg.store(u64::MAX, Ordering::Relaxed);
+        r.write(1, 0, &(1u64 << 62).to_le_bytes()).unwrap();
+        let mut buf = RecvBuf::default();
+        match r.get(&mut buf, None, no_hook) {
+            Err(Error::Shm(m)) => assert!(m.contains("corrupted"), "{m}"),
+            other => panic!("{:?}", other.map(|_| buf.bytes().to_vec())),
+        }
+        // Within this handle's limit but beyond the storage: refused too.
+        let r = ring(2, u64::MAX);
+        r.put(b"x", None, no_hook).unwrap();
+        r.write(1, 0, &(DATA as u64 + 1).to_le_bytes()).unwrap();
+        assert!(matches!(r.get(&mut buf, None, no_hook), Err(Error::Shm(_))));
+    }
+
+    #[test]
+    fn cyclic_free_list_does_not_hang_the_drain() {
+        let r = ring(40, 1024);
+        let c = r.ctrl();
+        // Free chunk 2 links to itself, and the count of free chunks is absurd.
+        c.next_fresh.store(3, Ordering::Relaxed);
+        r.link(2).unwrap().store(3, Ordering::Relaxed);
+        c.free_head.store(3, Ordering::Relaxed);
+        c.hot_free.store(u64::MAX, Ordering::Relaxed);
+        r.put(b"x", None, no_hook).unwrap();
+        let mut buf = RecvBuf::default();
+        // Draining trims the free list.
+        r.get(&mut buf, None, no_hook).unwrap();
+        assert_eq!(buf.bytes(), b"x");
+    }
+
+    fn committed_bytes(r: &ShmRing) -> u64 {
+        rustix::fs::fstat(r.seg.as_fd()).unwrap().st_blocks as u64 * 512
+    }
+
+    #[test]
+    fn drained_queue_gives_pages_back() {
+        let r = ring(128, 4 << 20);
+        let item = vec![7u8; UNIT];
+        for _ in 0..64 {
+            r.put(&item, None, no_hook).unwrap();
+        }
+        let after_burst = committed_bytes(&r);
+        assert!(after_burst >= 64 * UNIT as u64, "{after_burst}");
+        let mut buf = RecvBuf::default();
+        for _ in 0..64 {
+            r.get(&mut buf, None, no_hook).unwrap();
+            assert_eq!(buf.bytes(), &item[..]);
+        }
+        // Each drain returns a quarter of the free chunks beyond KEEP_FREE.
+        for _ in 0..40 {
+            r.put(b"x", None, no_hook).unwrap();
+            r.get(&mut buf, None, no_hook).unwrap();
+        }
+        let after_trims = committed_bytes(&r);
+        assert!(
+            after_burst - after_trims >= 24 * UNIT as u64,
+            "{after_burst} -> {after_trims}"
+        );
     }
 }
