@@ -117,26 +117,29 @@ pub(crate) fn resolve(offset: i64) -> Option<usize> {
 /// descriptors, the socket for a result (when one is wanted); returns the exit code.
 pub(crate) type Trampoline = fn(usize, &[u8], Vec<OwnedFd>, Option<BorrowedFd<'_>>) -> i32;
 
-/// Decodes `A`, runs the `fn(A) -> R` at `target`, discards the result.
+/// Decodes `A`, runs the `fn(A) -> R` at `target`, discards the result. A panic while
+/// decoding (a user `Deserialize`) is the child's panic, like one in the target.
 pub(crate) fn trampoline<A: DeserializeOwned, R>(
     target: usize,
     args: &[u8],
     fds: Vec<OwnedFd>,
     _reply: Option<BorrowedFd<'_>>,
 ) -> i32 {
-    let args: A = match transfer::decode(args, fds) {
-        Ok(a) => a,
-        Err(e) => {
+    let args: A = match call_caught(|| transfer::decode(args, fds)) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
             eprintln!(
                 "Process {}: cannot decode its arguments: {e}",
                 process::current_name()
             );
             return 1;
         }
+        Err(_) => return 1,
     };
     // SAFETY: `target` was produced by the parent from a `fn(A) -> R` of this same executable
     // (checked: same build id, address inside our code), together with the address of this
-    // very monomorphisation of `trampoline::<A, R>`; function pointers are address-sized.
+    // very monomorphisation of `trampoline::<A, R>`; function pointers are address-sized. The
+    // bootstrap channel is private to the parent (see `run_if_child`).
     let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(target as *const ()) };
     match call_caught(move || f(args)) {
         Ok(_) => 0,
@@ -152,16 +155,14 @@ pub(crate) fn trampoline_result<A: DeserializeOwned, R: Serialize>(
     fds: Vec<OwnedFd>,
     reply: Option<BorrowedFd<'_>>,
 ) -> i32 {
-    let args: A = match transfer::decode(args, fds) {
-        Ok(a) => a,
-        Err(e) => {
+    let args: A = match call_caught(|| transfer::decode(args, fds)) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
             let msg = format!("cannot decode its arguments: {e}");
             eprintln!("Process {}: {msg}", process::current_name());
-            if let Some(r) = reply {
-                let _ = send_outcome::<R>(r, Err(msg));
-            }
-            return 1;
+            return finish_with_result::<R>(Err(msg), reply);
         }
+        Err(panic) => return finish_with_result::<R>(Err(panic), reply),
     };
     // SAFETY: as in `trampoline`: the parent derived `target` from a `fn(A) -> R` of this
     // executable, and paired it with this monomorphisation.
@@ -169,37 +170,38 @@ pub(crate) fn trampoline_result<A: DeserializeOwned, R: Serialize>(
     finish_with_result(call_caught(move || f(args)), reply)
 }
 
-/// Sends `outcome` (when there is a socket for it) and returns the exit code it stands for.
+/// Sends `outcome` (when there is a socket for it) and returns the exit code it stands for: 0
+/// for a value, 1 for a panic (also one while encoding the value: a user `Serialize`).
 pub(crate) fn finish_with_result<R: Serialize>(
     outcome: Result<R, String>,
     reply: Option<BorrowedFd<'_>>,
 ) -> i32 {
-    let code = if outcome.is_ok() { 0 } else { 1 };
-    if let Some(r) = reply {
-        if let Err(e) = send_outcome(r, outcome) {
-            eprintln!(
-                "Process {}: cannot send its result: {e}",
-                process::current_name()
-            );
-            return 1;
-        }
-    }
-    code
-}
-
-fn send_outcome<R: Serialize>(sock: BorrowedFd<'_>, outcome: Result<R, String>) -> io::Result<()> {
+    let Some(r) = reply else {
+        return if outcome.is_ok() { 0 } else { 1 };
+    };
     let (wire, fds) = match outcome {
-        Ok(v) => match transfer::encode(&v) {
-            Ok((bytes, fds)) => (Wire::Value(bytes), fds),
-            Err(e) => (
+        Ok(v) => match call_caught(|| transfer::encode(&v)) {
+            Ok(Ok((bytes, fds))) => (Wire::Value(bytes), fds),
+            Ok(Err(e)) => (
                 Wire::Panic(format!("cannot encode the result: {e}")),
                 Vec::new(),
             ),
+            Err(panic) => (Wire::Panic(panic), Vec::new()),
         },
         Err(msg) => (Wire::Panic(msg), Vec::new()),
     };
-    let payload = postcard::to_allocvec(&wire).map_err(io::Error::other)?;
-    send_frame(sock, RESULT, &payload, &fds)
+    let code = if matches!(wire, Wire::Value(_)) { 0 } else { 1 };
+    let sent = postcard::to_allocvec(&wire)
+        .map_err(io::Error::other)
+        .and_then(|payload| send_frame(r, RESULT, &payload, &fds));
+    if let Err(e) = sent {
+        eprintln!(
+            "Process {}: cannot send its result: {e}",
+            process::current_name()
+        );
+        return 1;
+    }
+    code
 }
 
 /// Runs `f`, turning a panic into its message (the panic hook has printed it already).
@@ -368,6 +370,30 @@ pub(crate) fn run_if_child() {
     // Remove the marker first, so that nothing runs twice (a grandchild, or main after a hook
     // that somehow returned).
     std::env::remove_var(MARKER);
+    // From here on this process is a child (or the fork server) and never returns: a panic
+    // that escapes (user code decoding the arguments or encoding the result, say) ends it
+    // rather than unwinding into `main`, which would run the parent's program a second time.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| become_from_marker(value)));
+    if outcome.is_err() {
+        let _ = io::stderr().flush();
+    }
+    sys::exit_now(1)
+}
+
+/// Why a process in secure-execution mode (set-user-ID, set-group-ID, file capabilities: the
+/// kernel's `AT_SECURE`) refuses to act on the marker, `None` otherwise. Whoever launches such
+/// a program chooses its environment and its descriptors, so it could otherwise make it run any
+/// code of the executable with more privileges than its own.
+pub(crate) fn secure_execution_refusal(at_secure: u64) -> Option<String> {
+    (at_secure != 0).then(|| {
+        format!(
+            "refusing to run as a child: this program runs in secure-execution mode \
+             (set-user-ID, set-group-ID or file capabilities), where {MARKER} cannot be trusted"
+        )
+    })
+}
+
+fn become_from_marker(value: OsString) -> ! {
     let value = value.to_string_lossy().into_owned();
     let (kind, fd) = match value.split_once(':') {
         Some((k, n)) => match n.parse::<i32>() {
@@ -376,6 +402,16 @@ pub(crate) fn run_if_child() {
         },
         None => bad_marker(&value),
     };
+    if let Some(why) = secure_execution_refusal(sys::at_secure()) {
+        // Tell the parent why, if the descriptor is open at all.
+        if sys::fd_is_open(fd) {
+            // SAFETY: `fd` is open (checked just above) and stays open for this borrow.
+            let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+            let _ = send_frame(sock, REFUSED, why.as_bytes(), &[]);
+        }
+        eprintln!("proc-spawn: {why}");
+        sys::exit_now(1)
+    }
     // SAFETY: our parent placed the bootstrap socket at this descriptor number for us (the
     // marker names it) and nothing else in this fresh process has touched it.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -533,6 +569,7 @@ pub(crate) fn become_child(
         sys::exit_now(1)
     }
     drop(ack_fds);
+    sys::stdin_to_null();
     let code = tramp(target, &msg.args, fds, Some(sock.as_fd()));
     drop(sock);
     finish_child(code)
@@ -541,7 +578,7 @@ pub(crate) fn become_child(
 /// The end of every child: Python's exit sequence (daemon children terminated, the others
 /// joined), standard streams flushed, `_exit(code)`.
 pub(crate) fn finish_child(code: i32) -> ! {
-    process::shutdown_children();
+    let _ = panic::catch_unwind(process::shutdown_children);
     let _ = io::stdout().flush();
     let _ = io::stderr().flush();
     sys::exit_now(code)
@@ -596,6 +633,15 @@ mod tests {
             parent: ProcessInfo::new("MainProcess".into(), 1, false),
             method: 1,
         }
+    }
+
+    #[test]
+    fn secure_execution_mode_is_refused() {
+        let why = secure_execution_refusal(1).expect("a refusal");
+        assert!(why.contains("secure-execution"), "{why}");
+        assert_eq!(secure_execution_refusal(0), None);
+        // this test runs normally
+        assert_eq!(secure_execution_refusal(sys::at_secure()), None);
     }
 
     #[test]

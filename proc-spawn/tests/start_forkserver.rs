@@ -45,4 +45,10 @@ matrix!(StartMethod::ForkServer;
     forkserver_restarts,
     helper_forkserver_restarts,
     child_fd_count_does_not_grow,
+    panics_around_the_target_end_the_child,
+    child_stdin_is_null,
+    helper_stdin,
+    fork_while_another_thread_prints,
+    forkserver_killed_during_requests,
+    helper_forkserver_killed,
 );

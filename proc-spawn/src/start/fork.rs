@@ -30,15 +30,19 @@ pub(crate) fn start(
         (None, None)
     };
     let parent = process::current_process();
-    // Buffered output would be written twice, once by each process.
-    let _ = std::io::stdout().flush();
+    // The standard streams' locks are held across the fork (as Python holds its own locks), so
+    // that a thread printing at that moment cannot leave them locked forever in the child; the
+    // buffered output is flushed, or it would be written twice, once by each process.
+    let mut out = std::io::stdout().lock();
+    let _ = out.flush();
+    let err = std::io::stderr().lock();
     let server_state = super::forkserver::lock_client();
     let mut global = process::global();
     let parent_pidfd = match global.self_pidfd() {
         Ok(fd) => fd,
         Err(e) => return Err((e, Some(job))),
     };
-    // SAFETY: in the child only this thread exists. It uses the state guarded by the two locks
+    // SAFETY: in the child only this thread exists. It uses the state guarded by the four locks
     // this thread holds (consistent, since their holder is this thread), `malloc` (made
     // fork-safe by glibc), and then runs the job: the documented contract of `Fork`.
     match unsafe { sys::fork() } {
@@ -49,6 +53,8 @@ pub(crate) fn start(
             global.set_child(me, parent, spec.id_path.clone());
             drop(global);
             drop(server_state);
+            drop(err);
+            drop(out);
             context::set_child_method(StartMethod::Fork);
             if spec.daemon {
                 process::watch_parent(parent_pidfd);
@@ -60,6 +66,8 @@ pub(crate) fn start(
         Ok(Forked::Parent(pid)) => {
             drop(global);
             drop(server_state);
+            drop(err);
+            drop(out);
             drop(theirs);
             drop(parent_pidfd);
             // Our child, not reaped yet: its pid cannot have been reused.
@@ -75,9 +83,14 @@ pub(crate) fn start(
     }
 }
 
-/// The child's life after the fork: run the job, exit.
+/// The child's life after the fork: run the job, exit. Nothing unwinds out of here: that would
+/// run the rest of the parent's program (the copy of its stack) in the child.
 fn child(job: Job, reply: Option<OwnedFd>) -> ! {
-    let code = job.run_here(reply.as_ref().map(|r| r.as_fd()));
+    sys::stdin_to_null();
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        job.run_here(reply.as_ref().map(|r| r.as_fd()))
+    }))
+    .unwrap_or(1);
     drop(reply);
     bootstrap::finish_child(code)
 }

@@ -198,13 +198,21 @@ pub(crate) fn start(job: &dyn TargetJob, spec: &ChildSpec) -> Result<ChildHandle
                 ))
             }
             Err(Error::NotInitialized { detail }) => {
-                // Hung up without an answer: if the server died with our request, ask its
-                // successor.
-                let dead = {
+                // Hung up without an answer: the server always answers (or forks a child
+                // that does, or relays its status), so it is dying with our request. Its
+                // descriptors close before its pidfd becomes readable: wait for the latter,
+                // then ask its successor.
+                let watch = {
                     let g = lock_client();
-                    g.as_ref().is_some_and(|s| {
-                        s.pid == server && sys::readable_now(s.pidfd.as_fd()).unwrap_or(true)
-                    })
+                    g.as_ref()
+                        .filter(|s| s.pid == server)
+                        .and_then(|s| s.pidfd.try_clone().ok())
+                };
+                let dead = match watch {
+                    // another thread already replaced it
+                    None => true,
+                    Some(fd) => sys::poll_readable(&[fd.as_fd()], Some(Duration::from_secs(10)))
+                        .map_or(true, |r| r[0]),
                 };
                 if dead {
                     server_failed(server);

@@ -51,6 +51,42 @@ pub(crate) fn kill_self(sig: Signal) {
     let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
 }
 
+/// The kernel's `AT_SECURE` flag of this process (set-user-ID, set-group-ID, file
+/// capabilities): non-zero when the environment of the program must not be trusted.
+pub(crate) fn at_secure() -> u64 {
+    // SAFETY: `getauxval` has no preconditions; it returns 0 for an absent entry.
+    unsafe { libc::getauxval(libc::AT_SECURE) as u64 }
+}
+
+/// Whether descriptor number `fd` is open in this process.
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: `F_GETFD` only reads the descriptor's flags; on a closed number it fails with
+    // `EBADF` and touches nothing.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Replaces standard input (descriptor 0) with `/dev/null`, as Python gives its children: a
+/// child does not compete with its parent for the terminal's input, and reading gets the end.
+/// Left as it is if `/dev/null` cannot be opened.
+pub(crate) fn stdin_to_null() {
+    let Ok(null) = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return;
+    };
+    if null.as_raw_fd() != 0 {
+        // SAFETY: descriptor 0 is replaced atomically by `dup2`; the standard library does not
+        // own it (its `Stdin` only reads whatever number 0 is).
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    } else {
+        // 0 was closed and `open` took its place: keep it, without close-on-exec.
+        let _ = rustix::io::fcntl_setfd(&null, FdFlags::empty());
+        std::mem::forget(null);
+    }
+}
+
 /// This process's pid.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32

@@ -62,6 +62,17 @@ fn helper_method() -> Option<(StartMethod, String)> {
 /// Runs this test binary on the single test `name` with the helper variable set to
 /// `method:arg`; returns its output once it exits (killed after 100 s).
 fn run_helper(name: &str, method: StartMethod, arg: &str, extra_env: &[(&str, &str)]) -> Output {
+    run_helper_with_stdin(name, method, arg, extra_env, None)
+}
+
+/// [`run_helper`], with `input` written to the helper's standard input (then closed).
+fn run_helper_with_stdin(
+    name: &str,
+    method: StartMethod,
+    arg: &str,
+    extra_env: &[(&str, &str)],
+    input: Option<&[u8]>,
+) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(HELPER_ENV, format!("{}:{arg}", method.name()))
@@ -69,11 +80,18 @@ fn run_helper(name: &str, method: StartMethod, arg: &str, extra_env: &[(&str, &s
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let child = cmd
+    if input.is_some() {
+        cmd.stdin(std::process::Stdio::piped());
+    }
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        stdin.write_all(bytes).unwrap();
+    }
     let pid = child.id();
     let watchdog = std::thread::spawn(move || {
         let t = Instant::now();
@@ -1091,4 +1109,202 @@ pub(crate) fn child_fd_count_does_not_grow(m: StartMethod) {
         p.join().unwrap();
     }
     assert!(counts.windows(2).all(|w| w[0] == w[1]), "{counts:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Added by the review (helper J)
+
+/// A result whose serialization panics: user code that runs in the child after the target.
+#[derive(Deserialize, Debug)]
+struct PanicsWhenSerialized;
+
+impl Serialize for PanicsWhenSerialized {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("serialize refused")
+    }
+}
+
+fn make_panicking_result(_: ()) -> PanicsWhenSerialized {
+    PanicsWhenSerialized
+}
+
+/// An argument whose deserialization panics: user code that runs in the child before the
+/// target.
+#[derive(Debug)]
+struct PanicsWhenDeserialized;
+
+impl Serialize for PanicsWhenDeserialized {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for PanicsWhenDeserialized {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("deserialize refused")
+    }
+}
+
+fn take_panicking_argument(_: PanicsWhenDeserialized) -> u8 {
+    7
+}
+
+/// A panic in user code the child runs around the target (decoding the arguments, encoding
+/// the result) is the child's panic: exit code 1, message to the parent. It must never unwind
+/// out of the child's body into the copied stack of its parent (Fork) or into `main` (Spawn,
+/// ForkServer), which would run the parent's code a second time in the child.
+pub(crate) fn panics_around_the_target_end_the_child(m: StartMethod) {
+    let ctx = get_context(m);
+    let h = ctx.spawn(make_panicking_result, ());
+    let pid = h.pid();
+    let e = h.join().unwrap_err();
+    assert!(matches!(e, Error::Panicked { .. }), "{e:?} (child {pid:?})");
+    assert!(e.to_string().contains("serialize refused"), "{e}");
+    let mut p = ctx.process(make_panicking_result, ());
+    p.start().unwrap();
+    p.join().unwrap();
+    assert_eq!(
+        p.exitcode(),
+        Some(0),
+        "the result of Process::new is discarded"
+    );
+    if m != StartMethod::Fork {
+        // under Fork the argument is moved, not decoded
+        let e = ctx
+            .spawn(take_panicking_argument, PanicsWhenDeserialized)
+            .join()
+            .unwrap_err();
+        assert!(matches!(e, Error::Panicked { .. }), "{e:?}");
+        assert!(e.to_string().contains("deserialize refused"), "{e}");
+        let mut p = ctx.process(take_panicking_argument, PanicsWhenDeserialized);
+        p.start().unwrap();
+        p.join().unwrap();
+        assert_eq!(p.exitcode(), Some(1));
+    }
+}
+
+fn read_stdin(out: Connection) {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let r = std::io::stdin().read_to_end(&mut got);
+    out.send(&(r.map_err(|e| e.to_string()), got)).unwrap();
+}
+
+/// A child's standard input is `/dev/null` (as Python's children's `sys.stdin`): children do
+/// not compete with their parent for its input, and a child reading it gets the end at once.
+pub(crate) fn child_stdin_is_null(m: StartMethod) {
+    let out = run_helper_with_stdin("helper_stdin", m, "", &[], Some(b"typed at the terminal\n"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stdin checked"), "{stdout}");
+}
+
+pub(crate) fn helper_stdin(_: StartMethod) {
+    let Some((m, _)) = helper_method() else {
+        return;
+    };
+    let (a, b) = Pipe::new().unwrap();
+    let mut p = get_context(m).process(read_stdin, b);
+    p.start().unwrap();
+    let (r, got): (Result<usize, String>, Vec<u8>) = a.recv().unwrap();
+    p.join().unwrap();
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(r, Ok(0));
+    assert_eq!(String::from_utf8_lossy(&got), "");
+    // the parent's own input is untouched
+    let mut mine = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut mine).unwrap();
+    assert_eq!(mine, "typed at the terminal\n");
+    println!("stdin checked");
+}
+
+fn write_stderr(_: ()) {
+    use std::io::Write;
+    std::io::stderr()
+        .write_all(b"child writes to stderr\n")
+        .unwrap();
+}
+
+/// Under Fork, a thread of the parent holding the standard error lock at the moment of the
+/// fork does not leave the child unable to print (the lock is taken across the fork, as
+/// Python's own locks are).
+pub(crate) fn fork_while_another_thread_prints(m: StartMethod) {
+    if m != StartMethod::Fork {
+        return;
+    }
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let guard = std::io::stderr().lock();
+        held_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(guard);
+    });
+    held_rx.recv().unwrap();
+    let mut p = get_context(m).process(write_stderr, ());
+    p.start().unwrap();
+    let code = p.join_timeout(Duration::from_secs(30)).unwrap();
+    holder.join().unwrap();
+    if code.is_none() {
+        p.kill().unwrap();
+        p.join().unwrap();
+    }
+    assert_eq!(code, Some(0), "the child hung on the stderr lock");
+}
+
+/// The fork server may die at any moment of a request (idle, reading it, forking): the request
+/// goes to its successor and succeeds. A thread kills the current server every 50 ms, far
+/// apart enough that no request can meet three dead servers in a row.
+pub(crate) fn forkserver_killed_during_requests(m: StartMethod) {
+    if m != StartMethod::ForkServer {
+        return;
+    }
+    let out = run_helper("helper_forkserver_killed", m, "", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("killed servers:"), "{stdout}");
+}
+
+pub(crate) fn helper_forkserver_killed(_: StartMethod) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let Some((m, _)) = helper_method() else {
+        return;
+    };
+    let ctx = get_context(m);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let killer = std::thread::spawn(move || {
+        let mut last = None;
+        let mut killed = 0;
+        while !stop2.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = proc_spawn::forkserver_pid();
+            if let Some(pid) = now.filter(|_| now != last) {
+                last = now;
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+                killed += 1;
+            }
+        }
+        killed
+    });
+    for i in 0..300i64 {
+        match ctx.spawn(square, i).join() {
+            Ok(v) => assert_eq!(v, i * i),
+            Err(e) => panic!("request {i}: {e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let killed = killer.join().unwrap();
+    println!("killed servers: {killed}");
 }
