@@ -429,6 +429,69 @@ fn test_joinable_queue_across_processes() {
     }
 }
 
+// --- a consumer whose descriptor table is full (pipe backend) --------------------------------
+
+fn case_fd_starved_get(payload: &[u8], fds: Vec<OwnedFd>) {
+    let q: Queue<Connection> = decode(payload, fds);
+    // Make every new descriptor fail: the limit just above the highest open one, and every
+    // hole below it filled.
+    let top = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `old` is a valid, writable rlimit.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    let lim = libc::rlimit {
+        rlim_cur: top + 1,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `lim` is a valid rlimit; lowering the soft limit only affects this child.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut fill = Vec::new();
+    let err = loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => fill.push(f),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
+    // The item's descriptor cannot be installed: an error, and the item counts as taken.
+    match q.get_timeout(Duration::from_secs(10)) {
+        Err(Error::MissingFds {
+            expected: 1,
+            received: 0,
+        }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    drop(fill);
+    assert_eq!(q.qsize(), 0);
+}
+
+fn test_full_descriptor_table_is_an_error_and_frees_the_place() {
+    for method in testkit::methods() {
+        let q: Queue<Connection> = Queue::builder()
+            .backend(Backend::Pipe)
+            .maxsize(1)
+            .build()
+            .unwrap();
+        let (a, b) = Pipe::new().unwrap();
+        q.put(a).unwrap();
+        let mut child = start(method, "fd_starved_get", &q);
+        wait_ok(&mut child);
+        assert_eq!(q.qsize(), 0);
+        // The place the refused item held is free again.
+        q.put_timeout(b, Duration::from_secs(5)).unwrap();
+        assert_eq!(q.qsize(), 1);
+        let c: Connection = q.get().unwrap();
+        assert!(c.writable());
+    }
+}
+
 fn main() {
     testkit::main(
         &[
@@ -442,6 +505,7 @@ fn main() {
             ("kit_server", case_kit_server),
             ("joinable_worker", case_joinable_worker),
             ("crash", case_crash),
+            ("fd_starved_get", case_fd_starved_get),
         ],
         &[
             ("producer_consumer_seed", test_producer_consumer_seed),
@@ -468,6 +532,10 @@ fn main() {
             (
                 "joinable_queue_across_processes",
                 test_joinable_queue_across_processes,
+            ),
+            (
+                "full_descriptor_table_is_an_error_and_frees_the_place",
+                test_full_descriptor_table_is_an_error_and_frees_the_place,
             ),
         ],
     );

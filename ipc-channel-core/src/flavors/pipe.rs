@@ -263,25 +263,33 @@ impl PipeQueue {
         hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         let held = lock_raw(&self.ctrl.read_lock, deadline).ok_or(Error::Timeout)?;
-        let r = self.recv_message(buf, fds, deadline, hook);
+        let mut taken = false;
+        let r = self.recv_message(buf, fds, deadline, hook, &mut taken);
         if r.is_ok() {
             hook(CrashPoint::GetBeforeFree);
+        }
+        // A message refused after its first record was read (descriptors that could not be
+        // installed, a length over the maximum, a wrong length) is gone from the socket too:
+        // it is counted as taken and its place freed, or a bounded queue would shrink for good.
+        if taken {
             self.ctrl.get_count.fetch_add(1, Ordering::AcqRel);
         }
         drop(held);
-        if r.is_ok() && self.maxsize() > 0 {
+        if taken && self.maxsize() > 0 {
             let _ = self.ctrl.slots.release();
         }
         r
     }
 
-    /// Reads records until one whole message is assembled in `buf`.
+    /// Reads records until one whole message is assembled in `buf`. Sets `taken` once the first
+    /// record of a message that is not abandoned has been read (also when it is then refused).
     fn recv_message(
         &self,
         buf: &mut RecvBuf,
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Deadline>,
         hook: &dyn Fn(CrashPoint),
+        taken: &mut bool,
     ) -> Result<()> {
         let max = self.max_message_size();
         // (total length, announced descriptors) of the message being assembled.
@@ -308,6 +316,7 @@ impl PipeQueue {
                 if let Some(_w) = try_lock_raw(&self.ctrl.write_lock) {
                     if !poll_fd(self.rx.0.as_fd(), Some(Duration::ZERO))? {
                         assembling = None;
+                        *taken = false;
                         buf.used = 0;
                         fds.clear();
                     }
@@ -318,7 +327,7 @@ impl PipeQueue {
             let mut h = [0u8; HDR];
             let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
             let start = buf.used;
-            let (n, got_fds, truncated) = {
+            let (n, got_fds, truncated, fds_lost) = {
                 let mut iov = [
                     IoSliceMut::new(&mut h),
                     IoSliceMut::new(&mut buf.data[start..start + CHUNK]),
@@ -337,10 +346,12 @@ impl PipeQueue {
                                 got.extend(r);
                             }
                         }
-                        let truncated = msg
-                            .flags
-                            .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC);
-                        (msg.bytes, got, truncated)
+                        (
+                            msg.bytes,
+                            got,
+                            msg.flags.contains(ReturnFlags::TRUNC),
+                            msg.flags.contains(ReturnFlags::CTRUNC),
+                        )
                     }
                     Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
                     Err(e) => return Err(e.into()),
@@ -362,6 +373,16 @@ impl PipeQueue {
                 // A new message; a half-assembled one was abandoned by a dead producer.
                 buf.used = 0;
                 fds.clear();
+                *taken = true;
+                if fds_lost {
+                    // The kernel could not install every descriptor (this process is at its
+                    // descriptor limit): the message cannot be delivered whole. Its other
+                    // records are discarded as orphans.
+                    return Err(Error::MissingFds {
+                        expected: nfds,
+                        received: got_fds.len() as u32,
+                    });
+                }
                 if total > max {
                     // Skip this message: its continuation records are discarded as orphans.
                     return Err(Error::TooLarge { len: total, max });
@@ -377,8 +398,9 @@ impl PipeQueue {
                 if start != 0 {
                     buf.data.copy_within(start..start + data, 0);
                 }
-            } else if assembling.is_none() {
-                // The tail of a message whose consumer died: it was taken; drop it.
+            } else if assembling.is_none() || fds_lost {
+                // The tail of a message whose consumer died: it was taken; drop it. (Only a
+                // first record carries descriptors.)
                 continue;
             }
             buf.used += data;
