@@ -144,6 +144,9 @@ pub struct Listener {
     handshake_timeout: Duration,
     /// The socket file to remove on drop, and the private directory made for it.
     cleanup: Option<(PathBuf, Option<PathBuf>)>,
+    /// The process that bound the socket: only it removes the file (a forked child dropping
+    /// its inherited copy must not unlink the parent's socket), as Python's finalizer does.
+    owner: u32,
 }
 
 fn check_key(authkey: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
@@ -178,6 +181,7 @@ impl Listener {
                     authkey,
                     handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                     cleanup: Some((path, None)),
+                    owner: std::process::id(),
                 })
             }
             Address::Tcp(a) => {
@@ -189,6 +193,7 @@ impl Listener {
                     authkey,
                     handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                     cleanup: None,
+                    owner: std::process::id(),
                 })
             }
         }
@@ -223,6 +228,7 @@ impl Listener {
             authkey,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             cleanup: Some((path.clone(), Some(dir))),
+            owner: std::process::id(),
         };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(listener)
@@ -274,6 +280,9 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some((path, dir)) = self.cleanup.take() {
+            if self.owner != std::process::id() {
+                return;
+            }
             let _ = std::fs::remove_file(&path);
             if let Some(dir) = dir {
                 let _ = std::fs::remove_dir(&dir);

@@ -179,6 +179,37 @@ fn test_listener_client_across_processes() {
     }
 }
 
+fn test_forked_child_dropping_a_listener_keeps_the_socket() {
+    // `testkit::main` runs tests on its only thread, so forking here is safe.
+    let l = Listener::bind_temp(None).unwrap();
+    let path = match l.address() {
+        Address::Unix(p) => p,
+        a => panic!("{a}"),
+    };
+    // SAFETY: single-threaded process; the child only drops the listener and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // The child: drops its inherited copy, as a worker that got the listener would.
+        drop(l);
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child and `status` is writable.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert!(path.exists(), "the child removed the parent's socket");
+    let t = std::thread::spawn({
+        let path = path.clone();
+        move || Client::connect(path, None).unwrap().send(&5u8).unwrap()
+    });
+    assert_eq!(l.accept().unwrap().recv::<u8>().unwrap(), 5);
+    t.join().unwrap();
+    drop(l);
+    assert!(!path.exists());
+}
+
 fn main() {
     testkit::main(
         &[
@@ -202,6 +233,10 @@ fn main() {
             (
                 "listener_client_across_processes",
                 test_listener_client_across_processes,
+            ),
+            (
+                "forked_child_dropping_a_listener_keeps_the_socket",
+                test_forked_child_dropping_a_listener_keeps_the_socket,
             ),
         ],
     );
