@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::sys::{deadline_after, wait_until, Waited};
-use crate::wire::ItemError;
+use crate::wire::ChunkResults;
 
 // ---------------------------------------------------------------------------------------------
 // Callbacks
@@ -302,15 +302,36 @@ impl<T> AsyncResult<T> {
 // ---------------------------------------------------------------------------------------------
 // Collectors
 
+/// One chunk's results, typed: all values, or each item's outcome.
+pub(crate) enum Items<R> {
+    All(Vec<R>),
+    Each(Vec<Result<R>>),
+}
+
+impl<R> Items<R> {
+    /// `n` copies of `e`.
+    pub(crate) fn failed(n: usize, e: &Error) -> Items<R> {
+        Items::Each((0..n).map(|_| Err(e.clone())).collect())
+    }
+
+    /// Each item's outcome.
+    pub(crate) fn into_results(self) -> Vec<Result<R>> {
+        match self {
+            Items::All(v) => v.into_iter().map(Ok).collect(),
+            Items::Each(v) => v,
+        }
+    }
+}
+
 /// Receives the results of the chunks of one submission, typed.
 pub(crate) trait Deliver<R>: Send + Sync {
     /// The items of chunk `chunk` (its position in the submission), in input order.
-    fn deliver(&self, chunk: usize, items: Vec<Result<R>>);
+    fn deliver(&self, chunk: usize, items: Items<R>);
 }
 
 /// What a worker sent back for one chunk.
 pub(crate) enum ChunkOutcome {
-    /// The encoded `Vec<Result<R, ItemError>>` and its descriptors.
+    /// The encoded [`ChunkResults<R>`] and its descriptors.
     Encoded(Vec<u8>, Vec<OwnedFd>),
     /// The whole chunk failed.
     Failed(Error),
@@ -336,21 +357,34 @@ impl<R, D> Decoding<R, D> {
     }
 }
 
-/// Turns one chunk's outcome into exactly `n` item results.
-pub(crate) fn decode_items<R: DeserializeOwned>(n: usize, outcome: ChunkOutcome) -> Vec<Result<R>> {
-    let fail = |e: Error| (0..n).map(|_| Err(e.clone())).collect();
-    match outcome {
-        ChunkOutcome::Failed(e) => fail(e),
+/// Turns one chunk's outcome into exactly `n` item results (bytes from a worker are untrusted:
+/// a malformed or mis-sized answer is a `Decode` error for each item).
+pub(crate) fn decode_items<R: DeserializeOwned>(n: usize, outcome: ChunkOutcome) -> Items<R> {
+    let decoded = match outcome {
+        ChunkOutcome::Failed(e) => return Items::failed(n, &e),
         ChunkOutcome::Encoded(bytes, fds) => {
-            match ipc_shm::transfer::decode::<Vec<std::result::Result<R, ItemError>>>(&bytes, fds) {
-                Ok(v) if v.len() == n => v.into_iter().map(|r| r.map_err(Error::from)).collect(),
-                Ok(v) => fail(Error::Decode(format!(
-                    "a worker returned {} results for a chunk of {n}",
-                    v.len()
-                ))),
-                Err(e) => fail(Error::Decode(format!("the result: {e}"))),
-            }
+            ipc_shm::transfer::decode::<ChunkResults<R>>(&bytes, fds)
         }
+    };
+    let got = match &decoded {
+        Ok(ChunkResults::All(v)) => v.len(),
+        Ok(ChunkResults::Each(v)) => v.len(),
+        Err(_) => n,
+    };
+    if got != n {
+        return Items::failed(
+            n,
+            &Error::Decode(format!(
+                "a worker returned {got} results for a chunk of {n}"
+            )),
+        );
+    }
+    match decoded {
+        Ok(ChunkResults::All(v)) => Items::All(v),
+        Ok(ChunkResults::Each(v)) => {
+            Items::Each(v.into_iter().map(|r| r.map_err(Error::from)).collect())
+        }
+        Err(e) => Items::failed(n, &Error::Decode(format!("the result: {e}"))),
     }
 }
 
@@ -370,8 +404,9 @@ pub(crate) struct ApplyDeliver<R> {
 }
 
 impl<R: Send> Deliver<R> for ApplyDeliver<R> {
-    fn deliver(&self, _chunk: usize, items: Vec<Result<R>>) {
+    fn deliver(&self, _chunk: usize, items: Items<R>) {
         let r = items
+            .into_results()
             .into_iter()
             .next()
             .unwrap_or_else(|| Err(Error::Decode("no result for the task".into())));
@@ -380,16 +415,18 @@ impl<R: Send> Deliver<R> for ApplyDeliver<R> {
 }
 
 struct MapAcc<R> {
-    items: Vec<Option<R>>,
+    /// Each chunk's values, once it succeeded whole.
+    chunks: Vec<Option<Vec<R>>>,
     /// The error of the lowest input index seen so far.
     first_error: Option<(usize, Error)>,
     chunks_left: usize,
 }
 
-/// `map`: fills a vector in input order; resolves once every chunk is done (Python does not
+/// `map`: collects each chunk's values; resolves once every chunk is done (Python does not
 /// fail fast either), with the error of the lowest-indexed failed item if any failed.
 pub(crate) struct MapDeliver<R> {
     acc: Mutex<MapAcc<R>>,
+    n: usize,
     chunksize: usize,
     cell: Arc<Cell<Vec<R>>>,
 }
@@ -397,14 +434,15 @@ pub(crate) struct MapDeliver<R> {
 impl<R> MapDeliver<R> {
     pub(crate) fn new(n: usize, chunksize: usize, cell: Arc<Cell<Vec<R>>>) -> MapDeliver<R> {
         let chunks = n.div_ceil(chunksize.max(1));
-        let mut items = Vec::with_capacity(n);
-        items.resize_with(n, || None);
+        let mut slots = Vec::with_capacity(chunks);
+        slots.resize_with(chunks, || None);
         MapDeliver {
             acc: Mutex::new(MapAcc {
-                items,
+                chunks: slots,
                 first_error: None,
                 chunks_left: chunks,
             }),
+            n,
             chunksize,
             cell,
         }
@@ -421,22 +459,32 @@ impl<R> MapDeliver<R> {
 }
 
 impl<R: Send> Deliver<R> for MapDeliver<R> {
-    fn deliver(&self, chunk: usize, items: Vec<Result<R>>) {
+    fn deliver(&self, chunk: usize, items: Items<R>) {
         let mut acc = self.acc.lock().unwrap_or_else(|e| e.into_inner());
         let base = chunk * self.chunksize;
-        for (i, r) in items.into_iter().enumerate() {
-            match r {
-                Ok(v) => {
-                    if let Some(slot) = acc.items.get_mut(base + i) {
-                        *slot = Some(v);
+        let values = match items {
+            Items::All(v) => Some(v),
+            Items::Each(v) => {
+                let mut ok = Vec::with_capacity(v.len());
+                let mut failed = false;
+                for (i, r) in v.into_iter().enumerate() {
+                    match r {
+                        Ok(x) => ok.push(x),
+                        Err(e) => {
+                            if !failed
+                                && acc.first_error.as_ref().is_none_or(|(j, _)| base + i < *j)
+                            {
+                                acc.first_error = Some((base + i, e));
+                            }
+                            failed = true;
+                        }
                     }
                 }
-                Err(e) => {
-                    if acc.first_error.as_ref().is_none_or(|(j, _)| base + i < *j) {
-                        acc.first_error = Some((base + i, e));
-                    }
-                }
+                (!failed).then_some(ok)
             }
+        };
+        if let (Some(v), Some(slot)) = (values, acc.chunks.get_mut(chunk)) {
+            *slot = Some(v);
         }
         acc.chunks_left = acc.chunks_left.saturating_sub(1);
         if acc.chunks_left > 0 {
@@ -445,11 +493,21 @@ impl<R: Send> Deliver<R> for MapDeliver<R> {
         let result = match acc.first_error.take() {
             Some((_, e)) => Err(e),
             None => {
-                let items = std::mem::take(&mut acc.items);
-                items
-                    .into_iter()
-                    .map(|v| v.ok_or_else(|| Error::Decode("a result is missing".into())))
-                    .collect()
+                let mut out = Vec::with_capacity(self.n);
+                for c in std::mem::take(&mut acc.chunks) {
+                    match c {
+                        Some(mut v) => out.append(&mut v),
+                        None => {
+                            out.clear();
+                            break;
+                        }
+                    }
+                }
+                if out.len() == self.n {
+                    Ok(out)
+                } else {
+                    Err(Error::Decode("a result is missing".into()))
+                }
             }
         };
         drop(acc);

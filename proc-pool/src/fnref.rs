@@ -29,11 +29,11 @@ use ipc_shm::transfer;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{ChunkError, ItemError};
+use crate::wire::{ChunkError, ChunkResults};
 use crate::worker::catch_task;
 
 /// What a trampoline gets: the target's address, the encoded chunk of arguments and their
-/// descriptors. It returns the encoded `Vec<Result<R, ItemError>>` and its descriptors.
+/// descriptors. It returns the encoded [`ChunkResults<R>`] and its descriptors.
 pub(crate) type Trampoline =
     fn(usize, &[u8], Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), ChunkError>;
 
@@ -199,7 +199,7 @@ fn decode_chunk<T: DeserializeOwned>(args: &[u8], fds: Vec<OwnedFd>) -> Result<V
 }
 
 fn encode_results<R: Serialize>(
-    out: &[Result<R, ItemError>],
+    out: &ChunkResults<R>,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), ChunkError> {
     transfer::encode(out).map_err(|e| ChunkError::Encode(format!("the result: {e}")))
 }
@@ -214,7 +214,7 @@ fn run_unary<A: DeserializeOwned, R: Serialize>(
     // derived by the parent from a `fn(A) -> R` paired with this very monomorphisation
     // (`FnRef::unary`); function pointers are address-sized.
     let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(target as *const ()) };
-    let out: Vec<Result<R, ItemError>> = items.into_iter().map(|a| catch_task(|| f(a))).collect();
+    let out = ChunkResults::collect(items, |a| catch_task(|| f(a)));
     encode_results(&out)
 }
 
@@ -226,10 +226,7 @@ fn run_binary<A: DeserializeOwned, B: DeserializeOwned, R: Serialize>(
     let items: Vec<(A, B)> = decode_chunk(args, fds)?;
     // SAFETY: as in `run_unary`, for a `fn(A, B) -> R` (`FnRef::binary`).
     let f = unsafe { std::mem::transmute::<*const (), fn(A, B) -> R>(target as *const ()) };
-    let out: Vec<Result<R, ItemError>> = items
-        .into_iter()
-        .map(|(a, b)| catch_task(|| f(a, b)))
-        .collect();
+    let out = ChunkResults::collect(items, |(a, b)| catch_task(|| f(a, b)));
     encode_results(&out)
 }
 
@@ -241,10 +238,7 @@ fn run_ternary<A: DeserializeOwned, B: DeserializeOwned, C: DeserializeOwned, R:
     let items: Vec<(A, B, C)> = decode_chunk(args, fds)?;
     // SAFETY: as in `run_unary`, for a `fn(A, B, C) -> R` (`FnRef::ternary`).
     let f = unsafe { std::mem::transmute::<*const (), fn(A, B, C) -> R>(target as *const ()) };
-    let out: Vec<Result<R, ItemError>> = items
-        .into_iter()
-        .map(|(a, b, c)| catch_task(|| f(a, b, c)))
-        .collect();
+    let out = ChunkResults::collect(items, |(a, b, c)| catch_task(|| f(a, b, c)));
     encode_results(&out)
 }
 
@@ -262,10 +256,7 @@ fn run_quaternary<
     let items: Vec<(A, B, C, D)> = decode_chunk(args, fds)?;
     // SAFETY: as in `run_unary`, for a `fn(A, B, C, D) -> R` (`FnRef::quaternary`).
     let f = unsafe { std::mem::transmute::<*const (), fn(A, B, C, D) -> R>(target as *const ()) };
-    let out: Vec<Result<R, ItemError>> = items
-        .into_iter()
-        .map(|(a, b, c, d)| catch_task(|| f(a, b, c, d)))
-        .collect();
+    let out = ChunkResults::collect(items, |(a, b, c, d)| catch_task(|| f(a, b, c, d)));
     encode_results(&out)
 }
 
@@ -282,8 +273,8 @@ mod tests {
         let r = FnRef::unary(triple);
         let (bytes, fds) = transfer::encode(&vec![1u32, 2, 3]).unwrap();
         let (out, ofds) = r.call(&bytes, fds).unwrap();
-        let v: Vec<Result<u32, ItemError>> = transfer::decode(&out, ofds).unwrap();
-        assert_eq!(v, vec![Ok(3), Ok(6), Ok(9)]);
+        let v: ChunkResults<u32> = transfer::decode(&out, ofds).unwrap();
+        assert_eq!(v, ChunkResults::All(vec![3, 6, 9]));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::async_result::Deliver;
+use crate::async_result::{Deliver, Items};
 use crate::error::{Error, Result};
 use crate::sys::{deadline_after, wait_until, Waited};
 
@@ -50,14 +50,14 @@ impl<R> ImapState<R> {
 pub(crate) struct ImapDeliver<R>(pub(crate) Arc<ImapState<R>>);
 
 impl<R: Send> Deliver<R> for ImapDeliver<R> {
-    fn deliver(&self, chunk: usize, items: Vec<Result<R>>) {
+    fn deliver(&self, chunk: usize, items: Items<R>) {
         let st = &self.0;
         let mut g = st.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.abandoned {
             return;
         }
         let base = chunk * st.chunksize;
-        for (i, r) in items.into_iter().enumerate() {
+        for (i, r) in items.into_results().into_iter().enumerate() {
             if st.ordered {
                 g.by_index.insert(base + i, r);
             } else {

@@ -125,3 +125,16 @@ pub use thread_pool::{StarFn, ThreadPool, ThreadPoolBuilder};
 pub fn init() {
     proc_spawn::init();
 }
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<crate::Pool>();
+        send_sync::<crate::ThreadPool>();
+        send_sync::<crate::AsyncResult<Vec<String>>>();
+        send_sync::<crate::Error>();
+    }
+}

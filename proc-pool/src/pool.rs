@@ -39,7 +39,8 @@ use serde::ser::SerializeTupleVariant;
 use serde::{Serialize, Serializer};
 
 use crate::async_result::{
-    ApplyDeliver, AsyncResult, Callbacks, Cell, ChunkOutcome, Decoding, Deliver, MapDeliver, Sink,
+    ApplyDeliver, AsyncResult, Callbacks, Cell, ChunkOutcome, Decoding, Deliver, Items, MapDeliver,
+    Sink,
 };
 use crate::error::{Error, Result};
 use crate::fnref::FnRef;
@@ -490,14 +491,12 @@ impl Shared {
         }
         if self.result_thread.get() == Some(&std::thread::current().id()) {
             // A callback submitting from the result thread: never block it on a send.
-            st.need_dispatch = true;
-            drop(st);
-            self.dispatch_cv.notify_all();
+            self.request_dispatch(&mut st);
             return Ok(());
         }
         let batches = self.assign(&mut st);
         if !st.pending.is_empty() {
-            st.need_dispatch = true;
+            self.request_dispatch(&mut st);
         }
         drop(st);
         self.send_batches(batches);
@@ -591,6 +590,15 @@ impl Shared {
         w.outstanding.pop_front()
     }
 
+    /// Asks the dispatcher to assign queued work (and to check the number of workers); wakes it
+    /// only if it was not asked already (it clears the flag when it starts).
+    fn request_dispatch(&self, st: &mut State) {
+        if !st.need_dispatch {
+            st.need_dispatch = true;
+            self.dispatch_cv.notify_all();
+        }
+    }
+
     /// Wakes the dispatcher when a worker's window is half empty and work is queued, and
     /// `join` when everything is done.
     fn after_progress(&self, st: &mut State) {
@@ -600,8 +608,7 @@ impl Shared {
                 .iter()
                 .any(|w| w.outstanding.len() <= st.window / 2)
         {
-            st.need_dispatch = true;
-            self.dispatch_cv.notify_all();
+            self.request_dispatch(st);
         }
         if st.unfinished == 0 {
             self.idle_cv.notify_all();
@@ -656,8 +663,7 @@ impl Shared {
                 st.pending.push_front(job);
             }
         }
-        st.need_dispatch = true;
-        self.dispatch_cv.notify_all();
+        self.request_dispatch(&mut st);
         if st.unfinished == 0 {
             self.idle_cv.notify_all();
         }
@@ -1504,7 +1510,7 @@ impl Pool {
                 },
                 Err(e) => {
                     // This chunk's items fail; the iteration goes on.
-                    deliver.deliver(chunk, (0..n).map(|_| Err(e.clone())).collect());
+                    deliver.deliver(chunk, Items::failed(n, &e));
                     Some(Ok(n))
                 }
             }

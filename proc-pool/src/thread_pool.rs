@@ -6,11 +6,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::async_result::{ApplyDeliver, AsyncResult, Callbacks, Cell, Deliver, MapDeliver};
+use crate::async_result::{ApplyDeliver, AsyncResult, Callbacks, Cell, Deliver, Items, MapDeliver};
 use crate::error::{Error, Result};
 use crate::imap::{IMap, ImapDeliver, ImapState};
 use crate::pool::default_chunksize;
 use crate::sys::{wait_until, Waited};
+use crate::wire::ChunkResults;
 use crate::worker::catch_task;
 
 /// A queued task: called with `None` to run, with `Some(error)` to fail without running.
@@ -264,12 +265,14 @@ where
     let sh = sh.clone();
     Box::new(move |fail: Option<Error>| {
         let n = items.len();
-        let results: Vec<Result<R>> = match fail {
-            Some(e) => (0..n).map(|_| Err(e.clone())).collect(),
-            None => items
-                .into_iter()
-                .map(|a| catch_task(|| f(a)).map_err(Error::from))
-                .collect(),
+        let results: Items<R> = match fail {
+            Some(e) => Items::failed(n, &e),
+            None => match ChunkResults::collect(items, |a| catch_task(|| f(a))) {
+                ChunkResults::All(v) => Items::All(v),
+                ChunkResults::Each(v) => {
+                    Items::Each(v.into_iter().map(|r| r.map_err(Error::from)).collect())
+                }
+            },
         };
         let _g = sh.deliver_lock.lock().unwrap_or_else(|e| e.into_inner());
         deliver.deliver(chunk, results);

@@ -5,7 +5,7 @@
 //! | [`ToWorker::Tasks`] | pool | one or more chunks to run, in order |
 //! | [`ToWorker::Stop`] | pool | finish and exit (after `close` + `join`) |
 //! | `Vec<FromWorker>` | worker | answers, in chunk order: |
-//! | [`FromWorker::Done`] | | the results of one chunk (an encoded `Vec<Result<R, ItemError>>`) |
+//! | [`FromWorker::Done`] | | the results of one chunk (an encoded [`ChunkResults<R>`]) |
 //! | [`FromWorker::Failed`] | | a chunk that could not run at all (undecodable, refused) |
 //! | [`FromWorker::InitFailed`] | | the initializer panicked; the worker exits |
 //!
@@ -127,6 +127,40 @@ pub(crate) enum FromWorker {
     InitFailed {
         message: String,
     },
+}
+
+/// The results of one chunk: all values when every item succeeded (the common case, and the
+/// compact one), each item's outcome otherwise.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ChunkResults<R> {
+    All(Vec<R>),
+    Each(Vec<Result<R, ItemError>>),
+}
+
+impl<R> ChunkResults<R> {
+    /// Runs `f` over `items` (each call through `run`, which catches panics), collecting the
+    /// values until the first failure and each outcome from then on.
+    pub(crate) fn collect<A>(
+        items: Vec<A>,
+        mut run: impl FnMut(A) -> Result<R, ItemError>,
+    ) -> ChunkResults<R> {
+        let n = items.len();
+        let mut it = items.into_iter();
+        let mut oks: Vec<R> = Vec::with_capacity(n);
+        for a in it.by_ref() {
+            match run(a) {
+                Ok(v) => oks.push(v),
+                Err(e) => {
+                    let mut each: Vec<Result<R, ItemError>> = Vec::with_capacity(n);
+                    each.extend(oks.into_iter().map(Ok));
+                    each.push(Err(e));
+                    each.extend(it.map(run));
+                    return ChunkResults::Each(each);
+                }
+            }
+        }
+        ChunkResults::All(oks)
+    }
 }
 
 /// Why one item failed inside a chunk that ran.

@@ -22,7 +22,7 @@ use ipc_shm::RawValue;
 use serde::{Deserialize, Serialize};
 
 use crate::fnref::FnRef;
-use crate::wire::{unwrap_fds, Fd, FromWorker, ItemError, ToWorker, WireChunk};
+use crate::wire::{unwrap_fds, ChunkResults, Fd, FromWorker, ItemError, ToWorker, WireChunk};
 
 /// What a worker is started with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -173,11 +173,14 @@ fn run_init(init: InitCall) -> Result<(), String> {
         .func
         .call(&init.args, unwrap_fds(init.fds))
         .map_err(|e| crate::Error::from(e).to_string())?;
-    let out: Vec<Result<(), ItemError>> = ipc_shm::transfer::decode(&bytes, fds)
+    let out: ChunkResults<()> = ipc_shm::transfer::decode(&bytes, fds)
         .map_err(|e| format!("cannot decode the initializer's outcome: {e}"))?;
-    match out.into_iter().next() {
-        Some(Ok(())) => Ok(()),
-        Some(Err(ItemError::Panicked { message, .. })) => Err(message),
-        None => Err("the initializer did not run".into()),
+    match out {
+        ChunkResults::All(v) if v.len() == 1 => Ok(()),
+        ChunkResults::Each(v) => match v.into_iter().next() {
+            Some(Err(ItemError::Panicked { message, .. })) => Err(message),
+            _ => Err("the initializer did not run".into()),
+        },
+        ChunkResults::All(_) => Err("the initializer did not run".into()),
     }
 }
