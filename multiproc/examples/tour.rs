@@ -122,7 +122,23 @@ struct Tour {
 }
 
 impl Tour {
+    /// A transient status line, on a terminal only (the next output line replaces it).
+    fn progress(&self, what: &str) {
+        if self.colour {
+            use std::io::Write;
+            print!("\r\x1b[2K  \x1b[2m… {what}\x1b[0m");
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    fn clear_progress(&self) {
+        if self.colour {
+            print!("\r\x1b[2K");
+        }
+    }
+
     fn section(&self, title: &str) {
+        self.clear_progress();
         if self.colour {
             println!("\n\x1b[1m{title}\x1b[0m");
         } else {
@@ -131,6 +147,7 @@ impl Tour {
     }
 
     fn check(&mut self, ok: bool, what: String) {
+        self.clear_progress();
         self.checks += 1;
         let mark = match (ok, self.colour) {
             (true, true) => "\x1b[32mok\x1b[0m  ",
@@ -197,6 +214,7 @@ fn main() {
     pool(&mut t);
     timings(&mut t);
 
+    t.clear_progress();
     t.section("Timings (medians on this machine; compare them with each other)");
     let w = t.timings.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in &t.timings {
@@ -440,6 +458,7 @@ fn pool(t: &mut Tour) {
     if v.len() == 500 {
         t.timing("Pool apply_async round trip", fmt_duration(median(v)));
     }
+    t.progress("timing a CPU-bound map, serially and on 2 workers");
     let work = vec![3_000_000u64; 8];
     let s = Instant::now();
     let serial: Vec<u64> = work.iter().map(|n| cpu_sum(*n)).collect();
@@ -464,6 +483,7 @@ fn pool(t: &mut Tour) {
 
 fn timings(t: &mut Tour) {
     for m in get_all_start_methods() {
+        t.progress(&format!("timing process start+join under {m:?}"));
         let ctx = get_context(m);
         let mut v = Vec::new();
         for _ in 0..7 {
@@ -480,6 +500,7 @@ fn timings(t: &mut Tour) {
         );
     }
 
+    t.progress("timing Pipe round trips");
     if let Some((a, b)) = t.result(Pipe::new(), "Pipe::new") {
         let mut p = Process::new(echo, b);
         if p.start().is_ok() {
@@ -501,6 +522,7 @@ fn timings(t: &mut Tour) {
         }
     }
 
+    t.progress("timing Queue round trips");
     if let (Some(inbox), Some(outbox)) = (
         t.result(Queue::<u64>::new(), "Queue::new"),
         t.result(Queue::<u64>::new(), "Queue::new"),
