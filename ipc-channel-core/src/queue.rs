@@ -295,7 +295,9 @@ impl<T: Serialize> Queue<T> {
     }
 
     /// Like [`put`](Queue::put), failing with [`Error::Full`] if no room appeared within
-    /// `timeout`.
+    /// `timeout`. With the pipe backend, a socket buffer that stays full counts as no room
+    /// (even for an unbounded queue); once the first record of an item is out, the rest is
+    /// sent whatever the timeout, so an item is never left half-sent.
     ///
     /// # Errors
     ///
@@ -305,7 +307,7 @@ impl<T: Serialize> Queue<T> {
     }
 
     /// Like [`put`](Queue::put) without waiting: [`Error::Full`] if the queue is full
-    /// (Python's `put_nowait`).
+    /// (Python's `put_nowait`), or with the pipe backend if the socket buffer is full.
     ///
     /// # Errors
     ///

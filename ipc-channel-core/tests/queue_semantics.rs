@@ -346,3 +346,45 @@ fn queue_is_send_sync_and_serializable() {
     check::<SimpleQueue<String>>();
     check::<JoinableQueue<String>>();
 }
+
+/// Runs `f` on a thread and fails if it has not finished after a minute (it hung).
+fn finishes<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(f()).unwrap());
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the operation blocked")
+}
+
+#[test]
+fn pipe_try_put_and_put_timeout_do_not_block_on_a_full_socket() {
+    for maxsize in [0, 1_000_000] {
+        let q: Queue<(u64, Vec<u8>)> = queue(Backend::Pipe, maxsize);
+        // No consumer: the socket buffer fills; try_put must then say Full, not wait.
+        let (q, n) = finishes(move || {
+            let mut n = 0u64;
+            loop {
+                match q.try_put((n, vec![n as u8; 100])) {
+                    Ok(()) => n += 1,
+                    Err(Error::Full) => return (q, n),
+                    Err(e) => panic!("{e}"),
+                }
+                assert!(n < 10_000_000, "the socket never filled");
+            }
+        });
+        assert!(n > 0);
+        let q = finishes(move || {
+            let r = q.put_timeout((n, vec![]), Duration::from_millis(50));
+            assert!(matches!(r, Err(Error::Full)), "{r:?}");
+            q
+        });
+        // Nothing refused was half-sent: exactly the accepted items come out, in order.
+        for i in 0..n {
+            assert_eq!(q.try_get().unwrap(), (i, vec![i as u8; 100]));
+        }
+        assert!(matches!(q.try_get(), Err(Error::Empty)));
+        assert_eq!(q.qsize(), 0);
+        // With room again, try_put succeeds.
+        q.try_put((7, vec![1; 10])).unwrap();
+        assert_eq!(q.get().unwrap(), (7, vec![1; 10]));
+    }
+}

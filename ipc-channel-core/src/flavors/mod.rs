@@ -80,7 +80,8 @@ impl RecvBuf {
 pub enum Backend {
     /// Records on a `SOCK_SEQPACKET` Unix socketpair shared by every handle (portable, like
     /// Python's pipe-based queue). Messages may carry OS handles (a `Connection`, a `Queue`,
-    /// a `Lock`). `put` writes synchronously and may block while the socket buffer is full.
+    /// a `Lock`). `put` writes synchronously and may block while the socket buffer is full
+    /// (`try_put`/`put_timeout` then report `Full` instead).
     Pipe,
     /// Records in a shared-memory chunk list with futex waits (the default): no system call on
     /// the uncontended path, and an unbounded queue's `put` never blocks. Messages cannot carry

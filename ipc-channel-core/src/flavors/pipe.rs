@@ -86,6 +86,22 @@ impl<'de> Deserialize<'de> for SharedFd {
     }
 }
 
+/// Waits up to `timeout` for room to write on `fd` (an interrupted wait just returns early).
+fn wait_writable(fd: BorrowedFd<'_>, timeout: Duration) -> Result<()> {
+    let ts = rustix::event::Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(
+        fd,
+        rustix::event::PollFlags::OUT,
+    )];
+    match rustix::event::poll(&mut fds, Some(&ts)) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// One pipe-backed queue handle.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct PipeQueue {
@@ -179,7 +195,7 @@ impl PipeQueue {
         };
         // A producer that died mid-message left it without LAST: consumers drop it when our
         // FIRST arrives, so there is nothing to repair here.
-        let r = self.send_message(bytes, fds, hook);
+        let r = self.send_message(bytes, fds, deadline, hook);
         if r.is_ok() {
             hook(CrashPoint::PutBeforeFlip);
             self.ctrl.put_count.fetch_add(1, Ordering::AcqRel);
@@ -191,10 +207,14 @@ impl PipeQueue {
         r
     }
 
+    /// Sends `bytes` as one message. With a deadline, the first record waits for room in the
+    /// socket buffer only until then (`Timeout`, nothing sent); once it is out, the rest of the
+    /// message is sent whatever the deadline (a message is never left half-sent by a timeout).
     fn send_message(
         &self,
         bytes: &[u8],
         fds: &[BorrowedFd<'_>],
+        deadline: Option<Deadline>,
         hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         let total = bytes.len();
@@ -220,6 +240,11 @@ impl PipeQueue {
                 hook(CrashPoint::PutBeforeCommit);
             }
             let iov = [IoSlice::new(&h), IoSlice::new(&bytes[sent..sent + n])];
+            let send_flags = match deadline {
+                Some(_) if sent == 0 => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                _ => SendFlags::NOSIGNAL,
+            };
+            let mut waited = false;
             loop {
                 let r = if sent == 0 && !fds.is_empty() {
                     let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
@@ -229,19 +254,32 @@ impl PipeQueue {
                             count: fds.len(),
                         }));
                     }
-                    rustix::net::sendmsg(&*self.tx.0, &iov, &mut control, SendFlags::NOSIGNAL)
+                    rustix::net::sendmsg(&*self.tx.0, &iov, &mut control, send_flags)
                 } else {
                     rustix::net::sendmsg(
                         &*self.tx.0,
                         &iov,
                         &mut SendAncillaryBuffer::default(),
-                        SendFlags::NOSIGNAL,
+                        send_flags,
                     )
                 };
-                match r {
-                    Ok(_) => break,
-                    Err(Errno::INTR) => continue,
-                    Err(e) => return Err(e.into()),
+                match (r, deadline) {
+                    (Ok(_), _) => break,
+                    (Err(Errno::INTR), _) => continue,
+                    (Err(Errno::AGAIN), Some(d)) if sent == 0 => {
+                        // The socket buffer is full: wait for room until the deadline.
+                        if d.has_passed() {
+                            return Err(Error::Timeout);
+                        }
+                        if waited {
+                            // Writable by poll's measure but not for a record this big: let
+                            // the reader make more room instead of spinning.
+                            std::thread::sleep(d.remaining().min(Duration::from_millis(1)));
+                        }
+                        wait_writable(self.tx.0.as_fd(), d.remaining())?;
+                        waited = true;
+                    }
+                    (Err(e), _) => return Err(e.into()),
                 }
             }
             if flags == FIRST {
