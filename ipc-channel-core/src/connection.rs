@@ -346,7 +346,20 @@ impl RecvState {
                         got: self.available() as u64,
                     })
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    // Descriptors come with a frame's first byte, and the kernel ends a read
+                    // with the bytes that carried them: a batch ending inside this frame's body
+                    // was attached to a byte in its middle. Refuse it now instead of holding
+                    // its descriptors (a peer could fill this process's table) until the end.
+                    let end = self.consumed + total as u64;
+                    if let Some(b) = self.batches.back() {
+                        if b.to <= end {
+                            return Err(Error::UnexpectedFds {
+                                count: b.fds.len() as u32,
+                            });
+                        }
+                    }
+                }
                 Err(e) => {
                     self.pending = Some((header, fds));
                     return Err(e);

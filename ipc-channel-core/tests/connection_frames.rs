@@ -392,3 +392,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn descriptors_inside_a_frame_body_are_refused_at_once() {
+    let (mut raw, conn) = raw_pair();
+    // A frame announcing no descriptors and a long body, whose body bytes then arrive one at
+    // a time, each carrying a descriptor: the receiver must refuse them as they come, not
+    // pile them up (a peer could fill this process's descriptor table) until the frame ends.
+    raw.write_all(&header(0, 0, 1000)).unwrap();
+    for _ in 0..5 {
+        let d = devnull();
+        ipc_shm::transfer::send_with_fds(raw.as_fd(), &[0], &[d.as_fd()]).unwrap();
+    }
+    match conn.recv_bytes_timeout(Duration::from_secs(30)) {
+        Err(Error::UnexpectedFds { count: 1 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
+}
