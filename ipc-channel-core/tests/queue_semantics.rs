@@ -86,6 +86,9 @@ fn blocked_put_resumes_when_a_get_frees_room() {
         let q2 = q.clone();
         let t = thread::spawn(move || q2.put(2));
         thread::sleep(Duration::from_millis(50));
+        // Whenever we look, the put cannot have returned: the queue is full.
+        assert!(!t.is_finished(), "put into a full queue returned");
+        assert_eq!(q.qsize(), 1);
         assert_eq!(q.get().unwrap(), 1);
         t.join().unwrap().unwrap();
         assert_eq!(q.get().unwrap(), 2);
@@ -99,6 +102,8 @@ fn blocked_get_wakes_on_put() {
         let q2 = q.clone();
         let t = thread::spawn(move || q2.get());
         thread::sleep(Duration::from_millis(50));
+        // Whenever we look, the get cannot have returned: the queue is empty.
+        assert!(!t.is_finished(), "get from an empty queue returned");
         q.put(99).unwrap();
         assert_eq!(t.join().unwrap().unwrap(), 99);
     }
