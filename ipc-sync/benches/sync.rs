@@ -2,12 +2,13 @@
 //!
 //! - `uncontended`: lock + unlock of our `Lock` vs `std::sync::Mutex`, `parking_lot::Mutex` and a
 //!   `PTHREAD_PROCESS_SHARED` pthread mutex in the shared heap;
-//! - `two_processes`: two processes each doing 100,000 lock/increment/unlock on one counter
-//!   (ours vs the pthread shared mutex; the 1,000,000 takes too long per sample here);
-//! - `ping_pong`: one cross-process round trip through our `Event`s and `Semaphore`s (spin limit
-//!   0, 100 and 1000), a pipe, and a bare futex word.
+//! - `two_processes`: two processes each doing 1,000,000 lock/increment/unlock on one counter
+//!   (ours, with the default spin and without spinning, vs the pthread shared mutex);
+//! - `ping_pong`: one cross-process round trip through our `Event`s and `Semaphore`s (spin budget
+//!   0, 20 µs and 50 µs), a pipe, a bare futex word, and a bare spin on a shared word (the limit
+//!   when both processes are running).
 //!
-//! Run: `cargo bench -p ipc-sync -- --warm-up-time 1 --measurement-time 2`.
+//! Run: `cargo bench -p ipc-sync -- --warm-up-time 1 --measurement-time 3`.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -111,33 +112,41 @@ fn reap(pid: libc::pid_t) {
     );
 }
 
-const PER_PROCESS: u64 = 100_000;
+const PER_PROCESS: u64 = 1_000_000;
 
 fn two_processes(c: &mut Criterion) {
-    let mut g = c.benchmark_group("two_processes_100k_increments_each");
+    let mut g = c.benchmark_group("two_processes_1m_increments_each");
     g.sample_size(10);
-    g.bench_function("ipc_sync::Value", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let value = Value::new(0u64).unwrap();
-                let start = Instant::now();
-                let v2 = value.clone();
-                let pid = fork_child(move || {
+    for (name, spin) in [
+        ("ipc_sync::Value", ipc_sync::spin_time()),
+        ("ipc_sync::Value (no spin)", Duration::ZERO),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let default_spin = ipc_sync::spin_time();
+                ipc_sync::set_spin_time(spin);
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let value = Value::new(0u64).unwrap();
+                    let start = Instant::now();
+                    let v2 = value.clone();
+                    let pid = fork_child(move || {
+                        for _ in 0..PER_PROCESS {
+                            *v2.lock() += 1;
+                        }
+                    });
                     for _ in 0..PER_PROCESS {
-                        *v2.lock() += 1;
+                        *value.lock() += 1;
                     }
-                });
-                for _ in 0..PER_PROCESS {
-                    *value.lock() += 1;
+                    reap(pid);
+                    total += start.elapsed();
+                    assert_eq!(value.get(), 2 * PER_PROCESS);
                 }
-                reap(pid);
-                total += start.elapsed();
-                assert_eq!(value.get(), 2 * PER_PROCESS);
-            }
-            total
-        })
-    });
+                ipc_sync::set_spin_time(default_spin);
+                total
+            })
+        });
+    }
     g.bench_function("pthread PROCESS_SHARED", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -180,10 +189,12 @@ fn round_trips(iters: u64, partner: impl FnOnce(u64), mut ping: impl FnMut()) ->
 
 fn ping_pong(c: &mut Criterion) {
     let mut g = c.benchmark_group("cross_process_round_trip");
-    for spins in [0u32, 100, 1000] {
-        g.bench_function(format!("ipc_sync::Event (spin {spins})"), |b| {
+    let default_spin = ipc_sync::spin_time();
+    for micros in [0u64, 20, 50] {
+        let spin = Duration::from_micros(micros);
+        g.bench_function(format!("ipc_sync::Event (spin {micros} us)"), |b| {
             b.iter_custom(|iters| {
-                ipc_sync::set_spin_limit(spins);
+                ipc_sync::set_spin_time(spin);
                 let (ping, pong) = (Event::new().unwrap(), Event::new().unwrap());
                 let (p2, q2) = (ping.clone(), pong.clone());
                 round_trips(
@@ -203,9 +214,9 @@ fn ping_pong(c: &mut Criterion) {
                 )
             })
         });
-        g.bench_function(format!("ipc_sync::Semaphore (spin {spins})"), |b| {
+        g.bench_function(format!("ipc_sync::Semaphore (spin {micros} us)"), |b| {
             b.iter_custom(|iters| {
-                ipc_sync::set_spin_limit(spins);
+                ipc_sync::set_spin_time(spin);
                 let (ping, pong) = (Semaphore::new(0).unwrap(), Semaphore::new(0).unwrap());
                 let (p2, q2) = (ping.clone(), pong.clone());
                 round_trips(
@@ -224,7 +235,7 @@ fn ping_pong(c: &mut Criterion) {
             })
         });
     }
-    ipc_sync::set_spin_limit(100);
+    ipc_sync::set_spin_time(default_spin);
     g.bench_function("pipe", |b| {
         b.iter_custom(|iters| {
             let (r1, w1) = rustix::pipe::pipe().unwrap();
@@ -267,6 +278,30 @@ fn ping_pong(c: &mut Criterion) {
                     futex::wake(&word, 1);
                     while word.load(Ordering::Acquire) != 0 {
                         futex::wait(&word, 1, None);
+                    }
+                },
+            )
+        })
+    });
+    g.bench_function("bare spin (the limit)", |b| {
+        b.iter_custom(|iters| {
+            // 0: the parent's turn to ping; 1: the child's turn to answer. Nobody ever sleeps.
+            let word = ShmBox::new(AtomicU32::new(0)).unwrap();
+            let w2 = word.clone();
+            round_trips(
+                iters,
+                move |n| {
+                    for _ in 0..n {
+                        while w2.load(Ordering::Acquire) != 1 {
+                            std::hint::spin_loop();
+                        }
+                        w2.store(0, Ordering::Release);
+                    }
+                },
+                || {
+                    word.store(1, Ordering::Release);
+                    while word.load(Ordering::Acquire) != 0 {
+                        std::hint::spin_loop();
                     }
                 },
             )

@@ -57,6 +57,8 @@
 
 #![deny(missing_docs)]
 
+use std::time::Duration;
+
 mod error;
 pub mod futex;
 pub mod primitive;
@@ -100,16 +102,40 @@ pub use semaphore::{BoundedSemaphore, Semaphore};
 #[cfg(not(ipc_loom))]
 pub use value::{Value, ValueGuard};
 
-/// Sets how many times a waiter of this process re-checks a word before it sleeps (default 100).
+/// Sets how long a waiter of this process spins (re-checking its word) before it sleeps; the
+/// default is 20 µs. `Duration::ZERO` sleeps at once; budgets above about 4 s are capped there.
 ///
-/// Spinning helps when the other side is running on another core and about to release (wake-up
-/// latency then drops from tens of microseconds to about one); it is bounded, so an idle waiter
-/// soon sleeps and burns no CPU. `0` sleeps at once. The setting is per process.
+/// Spinning helps when the other side runs on another core and is about to answer: the hand-over
+/// then takes well under a microsecond instead of a futex wake-up's tens of microseconds. It is
+/// bounded in time (not in iterations, whose cost varies tenfold between processors), so an idle
+/// waiter soon sleeps and burns no CPU. Wakers never make a system call unless someone sleeps. The
+/// setting is per process; a forked child inherits it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// ipc_sync::set_spin_time(Duration::from_micros(50));
+/// assert_eq!(ipc_sync::spin_time(), Duration::from_micros(50));
+/// ipc_sync::set_spin_time(Duration::from_micros(20)); // the default
+/// ```
+pub fn set_spin_time(budget: Duration) {
+    primitive::set_spin_nanos(budget.as_nanos().min(u128::from(u32::MAX)) as u32);
+}
+
+/// The current spin budget (see [`set_spin_time`]).
+pub fn spin_time() -> Duration {
+    Duration::from_nanos(u64::from(primitive::spin_nanos()))
+}
+
+/// Caps the number of re-checks a waiter of this process makes in one spin, on top of the time
+/// budget of [`set_spin_time`]; the default is no cap (`u32::MAX`). `0` sleeps at once.
 pub fn set_spin_limit(spins: u32) {
     primitive::set_spin_limit(spins);
 }
 
-/// The current spin limit (see [`set_spin_limit`]).
+/// The current cap on re-checks (see [`set_spin_limit`]).
 pub fn spin_limit() -> u32 {
     primitive::spin_limit()
 }

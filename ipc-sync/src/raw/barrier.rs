@@ -2,7 +2,7 @@
 
 use crate::futex::{self, Deadline, Wait};
 use crate::primitive::atomic::{AtomicU32, Ordering};
-use crate::primitive::{const_fn_unless_loom, spin_limit, spin_loop};
+use crate::primitive::{const_fn_unless_loom, spin, SpinPoll};
 use crate::Error;
 
 /// Bits 0..=15: parties that have arrived in the current generation.
@@ -114,8 +114,15 @@ impl RawBarrier {
                 break (count, generation(state));
             }
         };
-        // Wait for the generation to move on.
-        let mut spins = spin_limit();
+        // Wait for the generation to move on (or a break): spin first, then sleep.
+        let _ = spin(deadline.as_ref(), || {
+            let state = self.state.load(Ordering::Relaxed);
+            if generation(state) != generation_in || state & (BROKEN | RESETTING) != 0 {
+                SpinPoll::Ready(())
+            } else {
+                SpinPoll::Pending
+            }
+        });
         loop {
             let state = self.state.load(Ordering::Acquire);
             if generation(state) != generation_in {
@@ -124,11 +131,6 @@ impl RawBarrier {
             if state & (BROKEN | RESETTING) != 0 {
                 self.leave();
                 return Err(Error::BrokenBarrier);
-            }
-            if spins > 0 {
-                spins -= 1;
-                spin_loop();
-                continue;
             }
             if deadline.is_some_and(|d| d.has_passed())
                 || futex::wait(&self.state, state, deadline) == Wait::TimedOut

@@ -2,7 +2,7 @@
 
 use crate::futex::{self, Deadline, Wait};
 use crate::primitive::atomic::{AtomicU32, Ordering};
-use crate::primitive::{const_fn_unless_loom, spin_limit, spin_loop};
+use crate::primitive::{const_fn_unless_loom, spin, SpinPoll};
 
 /// Bit 0: the flag.
 const SET: u32 = 1;
@@ -100,11 +100,15 @@ impl RawEvent {
     fn wait_slow(&self, start: u32, deadline: Option<Deadline>) -> bool {
         let generation = start & !(SET | WAITERS);
         let signalled = |state: u32| state & SET != 0 || state & !(SET | WAITERS) != generation;
-        for _ in 0..spin_limit() {
+        let spun = spin(deadline.as_ref(), || {
             if signalled(self.state.load(Ordering::Acquire)) {
-                return true;
+                SpinPoll::Ready(())
+            } else {
+                SpinPoll::Pending
             }
-            spin_loop();
+        });
+        if spun.is_some() {
+            return true;
         }
         loop {
             let state = self.state.load(Ordering::Acquire);

@@ -3,13 +3,20 @@
 use super::{current_owner, owner_alive, Acquired, Owner};
 use crate::futex::{self, Deadline, Wait};
 use crate::primitive::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::primitive::{const_fn_unless_loom, spin_limit, spin_loop, POLL_OWNER_LIVENESS};
+use crate::primitive::{const_fn_unless_loom, spin_backoff, SpinPoll, POLL_OWNER_LIVENESS};
 use std::time::Duration;
 
 /// Bits 0..=29 of the state word: the owner's thread id (0: unlocked).
 const TID_MASK: u32 = (1 << 30) - 1;
 /// Bit 31 of the state word: a thread may be asleep on the word; the unlocker must wake one.
 const WAITERS: u32 = 1 << 31;
+
+/// The most `spin_loop` pauses between two looks at a held lock while spinning.
+const SPIN_MAX_PAUSES: u32 = 16;
+/// The longest a contender spins on a held lock (less than the process's spin budget when that is
+/// larger): critical sections are short, and a holder that keeps the lock longer is better left
+/// to run alone while the contender sleeps.
+const SPIN_MAX_NANOS: u32 = 4_000;
 
 /// First interval after which a sleeping waiter checks whether the owner still lives.
 const POLL_FIRST: Duration = Duration::from_millis(5);
@@ -246,8 +253,9 @@ impl RawLock {
     #[cold]
     fn lock_contended(&self, me: Owner, deadline: Option<Deadline>) -> Option<Acquired> {
         // Spin a little while the holder runs and nobody sleeps: a short critical section in
-        // another process ends sooner than a futex round trip.
-        for _ in 0..spin_limit() {
+        // another process ends sooner than a futex round trip. Once someone sleeps, queue up.
+        // Backing off between looks keeps the holder's line mostly its own.
+        let spun = spin_backoff(deadline.as_ref(), SPIN_MAX_PAUSES, SPIN_MAX_NANOS, || {
             let seen = self.state.load(Ordering::Relaxed);
             if seen == 0 {
                 if self
@@ -255,13 +263,16 @@ impl RawLock {
                     .compare_exchange(0, me.tid, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    self.set_record(me);
-                    return Some(Acquired::Clean);
+                    return SpinPoll::Ready(());
                 }
             } else if seen & WAITERS != 0 {
-                break;
+                return SpinPoll::Sleep;
             }
-            spin_loop();
+            SpinPoll::Pending
+        });
+        if spun.is_some() {
+            self.set_record(me);
+            return Some(Acquired::Clean);
         }
 
         let mut poll = POLL_FIRST;

@@ -2,7 +2,7 @@
 
 use crate::futex::{self, Deadline, Wait};
 use crate::primitive::atomic::{AtomicU32, Ordering};
-use crate::primitive::{const_fn_unless_loom, spin_limit, spin_loop};
+use crate::primitive::{const_fn_unless_loom, spin, SpinPoll};
 use crate::Error;
 
 /// The largest value a semaphore may hold (POSIX `SEM_VALUE_MAX` on Linux).
@@ -96,11 +96,16 @@ impl RawSemaphore {
 
     #[cold]
     fn acquire_slow(&self, deadline: Option<Deadline>) -> bool {
-        for _ in 0..spin_limit() {
+        // Spin while the budget lasts: a release from a running partner is seen at once.
+        let spun = spin(deadline.as_ref(), || {
             if self.value.load(Ordering::Relaxed) > 0 && self.try_acquire() {
-                return true;
+                SpinPoll::Ready(())
+            } else {
+                SpinPoll::Pending
             }
-            spin_loop();
+        });
+        if spun.is_some() {
+            return true;
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let acquired = loop {
