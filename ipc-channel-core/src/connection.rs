@@ -244,7 +244,10 @@ impl RecvState {
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => match deadline {
                     Some(d) => wait_readable(fd, d)?,
-                    None => continue,
+                    // A non-blocking socket (from `from_fd`): wait in poll, not in a busy loop.
+                    None => {
+                        poll_fd(fd, None)?;
+                    }
                 },
                 Err(Errno::CONNRESET) => return Ok(0),
                 Err(e) => return Err(e.into()),
@@ -401,6 +404,15 @@ fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> Result<()> {
     }
 }
 
+/// Waits until `fd` can be written (or has failed: the next write reports it).
+fn wait_writable(fd: BorrowedFd<'_>) -> Result<()> {
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
+    match rustix::event::poll(&mut fds, None) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `poll` on one descriptor for input; `None` waits forever.
 pub(crate) fn poll_fd(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool> {
     let ts = timeout.map(|d| rustix::event::Timespec {
@@ -466,7 +478,9 @@ fn write_all(
         };
         match r {
             Ok(n) => done += n,
-            Err(Errno::INTR) | Err(Errno::AGAIN) => continue,
+            Err(Errno::INTR) => continue,
+            // A non-blocking socket (from `from_fd`) that is full: wait for room in poll.
+            Err(Errno::AGAIN) => wait_writable(fd)?,
             Err(Errno::PIPE) | Err(Errno::CONNRESET) => {
                 return Err(if done == 0 { Error::Eof } else { Error::Broken })
             }

@@ -410,3 +410,42 @@ fn descriptors_inside_a_frame_body_are_refused_at_once() {
     }
     assert!(matches!(conn.recv_bytes(), Err(Error::Broken)));
 }
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable rusage.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+    let t = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+#[test]
+fn nonblocking_socket_waits_without_spinning() {
+    let (mut raw, theirs) = UnixStream::pair().unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    let conn = Connection::from_fd(OwnedFd::from(theirs)).unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1000));
+        raw.write_all(&frame(b"late")).unwrap();
+        // Then fill the socket so that the other side's send must wait for this reader.
+        std::thread::sleep(Duration::from_millis(1000));
+        let mut sink = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < HEADER + (8 << 20) {
+            got += std::io::Read::read(&mut raw, &mut sink).unwrap();
+        }
+        got
+    });
+    const HEADER: usize = 16;
+    let before = thread_cpu();
+    // A blocking receive on a non-blocking socket waits in poll, not in a busy loop.
+    assert_eq!(conn.recv_bytes().unwrap(), b"late");
+    // So does a send larger than the socket buffer while the reader is slow.
+    conn.send_bytes(&vec![1u8; 8 << 20]).unwrap();
+    let used = thread_cpu() - before;
+    assert_eq!(writer.join().unwrap(), HEADER + (8 << 20));
+    // Waiting about two seconds in all; a busy loop burns much of it, poll next to nothing.
+    assert!(used < Duration::from_millis(250), "{used:?} of CPU");
+}
