@@ -715,7 +715,9 @@ fn catches_sigint(pid: u32) -> bool {
 /// interruption (so the result cannot win the race), and returns its pid.
 fn interrupt_parent(seen: Event) -> u32 {
     let parent = proc_spawn::parent_process().expect("a parent").pid();
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !catches_sigint(parent) {
+        assert!(Instant::now() < deadline, "the parent never caught SIGINT");
         std::thread::sleep(Duration::from_millis(1));
     }
     kill(parent, Signal::INT);
@@ -726,6 +728,10 @@ fn interrupt_parent(seen: Event) -> u32 {
 
 fn case_sigint(payload: &[u8], _fds: Vec<OwnedFd>) {
     let m: StartMethod = std::str::from_utf8(payload).unwrap().parse().unwrap();
+    // A shell starting the tests in the background makes them ignore SIGINT (and the pool
+    // rightly leaves an ignored SIGINT alone): give this process the default action.
+    // SAFETY: `SIG_DFL` installs no handler; this single-threaded child has no pool yet.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     let p = pool(m, 2);
     let seen = Event::new().unwrap();
     let r = p.apply_async(interrupt_parent, seen.clone());
