@@ -201,7 +201,15 @@ fn decode_chunk<T: DeserializeOwned>(args: &[u8], fds: Vec<OwnedFd>) -> Result<V
 fn encode_results<R: Serialize>(
     out: &ChunkResults<R>,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), ChunkError> {
-    transfer::encode(out).map_err(|e| ChunkError::Encode(format!("the result: {e}")))
+    let n = match out {
+        ChunkResults::All(v) => std::mem::size_of_val(v.as_slice()),
+        ChunkResults::Each(v) => std::mem::size_of_val(v.as_slice()),
+    };
+    // Sized up front, so the buffer is not grown and copied as it fills.
+    let mut bytes = Vec::with_capacity(n.saturating_add(16).min(64 << 20));
+    let fds = transfer::encode_into(out, &mut bytes)
+        .map_err(|e| ChunkError::Encode(format!("the result: {e}")))?;
+    Ok((bytes, fds))
 }
 
 fn run_unary<A: DeserializeOwned, R: Serialize>(

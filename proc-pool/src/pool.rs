@@ -114,8 +114,15 @@ struct Encoded {
 }
 
 fn encode_chunk<T: Serialize + DeserializeOwned>(items: &[T]) -> Result<Encoded> {
-    let (args, fds) =
-        transfer::encode(items).map_err(|e| Error::Encode(format!("the arguments: {e}")))?;
+    // Sized up front (postcard needs at most about the in-memory size for plain data), so
+    // the buffer is not grown and copied as it fills.
+    let mut args = Vec::with_capacity(
+        std::mem::size_of_val(items)
+            .saturating_add(16)
+            .min(MAX_CHUNK_BYTES),
+    );
+    let fds = transfer::encode_into(items, &mut args)
+        .map_err(|e| Error::Encode(format!("the arguments: {e}")))?;
     if args.len() > MAX_CHUNK_BYTES {
         return Err(Error::Encode(format!(
             "the arguments of one chunk take {} bytes, more than the {MAX_CHUNK_BYTES} a message may carry",
