@@ -681,6 +681,19 @@ fn test_worker_killed_from_outside_abort_and_exit() {
     }
 }
 
+/// Creates a shared value in the worker and returns it (a handle in a result).
+fn make_value(v: u32) -> Value<u32> {
+    Value::new(v).expect("a shared value")
+}
+
+/// A pool inside a worker: workers are daemons, which may not have children.
+fn nested_pool(_: ()) -> String {
+    match Pool::new(1) {
+        Ok(_) => "started".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
 fn test_handles_travel_in_arguments() {
     for m in methods() {
         let p = pool(m, 2);
@@ -694,6 +707,16 @@ fn test_handles_travel_in_arguments() {
         let args: Vec<(Value<u32>, u32)> = (0..20).map(|_| (counter.clone(), 100)).collect();
         assert_eq!(p.map_chunked(bump, args, 3).unwrap(), vec![100; 20]);
         assert_eq!(counter.get(), 2000);
+        // And in results: values made in the workers, shared with the parent.
+        let made = p.map_chunked(make_value, 0..6u32, 2).unwrap();
+        for (i, v) in made.iter().enumerate() {
+            assert_eq!(v.get(), i as u32);
+            v.set(v.get() + 100);
+        }
+        assert_eq!(made.iter().map(|v| v.get()).sum::<u32>(), 615);
+        // A pool inside a worker is refused cleanly, as in Python.
+        let e = p.apply(nested_pool, ()).unwrap();
+        assert!(e.contains("daemonic"), "{e}");
     }
 }
 
