@@ -4,8 +4,8 @@
 //! of tasks (seed k), the thread pool (seed l); then what Python cannot do: a panicking task and
 //! a killed worker are errors, and the pool goes on.
 //!
-//! Run it with `cargo run -p proc-pool --example pool_map`; its output is checked against
-//! `pool_map.expected` by `cargo xtask test`.
+//! Run it with `cargo run -p proc-pool --example pool_seeds`; its output is checked against
+//! `pool_seeds.expected` by `cargo xtask test`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
