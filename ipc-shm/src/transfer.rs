@@ -456,6 +456,14 @@ pub fn encode_into<T: Serialize + ?Sized>(
 
 /// Deserializes a postcard `value` with `fds` installed. Trailing bytes, missing descriptors and
 /// descriptors referenced by nothing are errors: the message does not match what was expected.
+///
+/// Decode each encoded message **exactly once**. Encoding a shared-heap handle (a `RawValue`, a
+/// lock, a `Value`...) takes one reference for the message in flight, and decoding adopts it;
+/// decoding the same bytes a second time adopts a reference nobody took, so the block can be
+/// released while other handles still use it, and a later allocation can then share its
+/// memory. The carriers of multiproc (`Connection`, `Queue`, process arguments) decode every
+/// message once; code that keeps encoded bytes around must do the same (encode again to send
+/// a value twice).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, TransferError> {
     take_last_error();
     let (res, check) = install_fds(fds, || postcard::take_from_bytes::<T>(bytes));
