@@ -210,6 +210,52 @@ fn test_forked_child_dropping_a_listener_keeps_the_socket() {
     assert!(!path.exists());
 }
 
+fn case_fd_starved_recv(payload: &[u8], fds: Vec<OwnedFd>) {
+    let conn: Connection = decode(payload, fds);
+    // No new descriptor can be installed: the limit just above the highest open one, every
+    // hole below it filled.
+    let top = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `old` is a valid, writable rlimit.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    let lim = libc::rlimit {
+        rlim_cur: top + 1,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: `lim` is a valid rlimit; lowering the soft limit only affects this child.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut fill = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fill.push(f);
+    }
+    // The kernel drops the descriptor (MSG_CTRUNC): the frame's descriptor is missing, which
+    // is what the error must say (not that the peer sent descriptors nobody announced).
+    match conn.recv::<Connection>() {
+        Err(Error::MissingFds {
+            expected: 1,
+            received: 0,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+fn test_full_descriptor_table_is_missing_fds() {
+    for method in testkit::methods() {
+        let (a, b) = Pipe::new().unwrap();
+        let (_x, y) = Pipe::new().unwrap();
+        a.send(&y).unwrap();
+        let mut child = start(method, "fd_starved_recv", &b);
+        wait_ok(&mut child);
+    }
+}
+
 fn main() {
     testkit::main(
         &[
@@ -218,6 +264,7 @@ fn main() {
             ("send_then_hang", case_send_then_hang),
             ("big_echo", case_big_echo),
             ("client", case_client),
+            ("fd_starved_recv", case_fd_starved_recv),
         ],
         &[
             ("child_sends_hello", test_child_sends_hello),
@@ -237,6 +284,10 @@ fn main() {
             (
                 "forked_child_dropping_a_listener_keeps_the_socket",
                 test_forked_child_dropping_a_listener_keeps_the_socket,
+            ),
+            (
+                "full_descriptor_table_is_missing_fds",
+                test_full_descriptor_table_is_missing_fds,
             ),
         ],
     );
