@@ -152,7 +152,10 @@ impl<'a> LockGuard<'a> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock, and it is dropped once.
+        // SAFETY: RawLock::unlock asks that nothing the lock protects is used through the ended
+        // acquisition; a `Lock` protects no data, so ending it is always memory-safe. Normally the
+        // guard stands for this thread's acquisition (dropped once); if `Lock::release` ended it
+        // early, this releases whoever holds the lock now, as Python's owner-less `Lock` would.
         unsafe { self.raw.unlock() };
     }
 }
