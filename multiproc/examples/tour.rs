@@ -10,7 +10,7 @@
 //! machine's.
 
 use multiproc::prelude::*;
-use multiproc::{RawArray, SharedMemory};
+use multiproc::{Backend, RawArray, SharedMemory};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -302,18 +302,25 @@ fn shared_memory(t: &mut Tour) {
 
 fn synchronization(t: &mut Tour) {
     t.section("3. Synchronization on futexes in shared memory (ipc-sync)");
+    for m in get_all_start_methods() {
+        sync_under(t, m);
+    }
+}
+
+fn sync_under(t: &mut Tour, m: StartMethod) {
+    let ctx = get_context(m);
     let Some(counter) = t.result(Value::new(0i32), "Value::new") else {
         return;
     };
     let mut procs: Vec<Process> = (0..4)
-        .map(|_| Process::new(count, (counter.clone(), 100_000)))
+        .map(|_| ctx.process(count, (counter.clone(), 100_000)))
         .collect();
     let ok =
         procs.iter_mut().all(|p| p.start().is_ok()) && procs.iter_mut().all(|p| p.join().is_ok());
     t.check(
         ok && counter.get() == 400_000,
         format!(
-            "Value<i32>: 4 processes x 100000 locked increments = {}",
+            "{m:?}: Value<i32>, 4 processes x 100000 locked increments = {}",
             counter.get()
         ),
     );
@@ -321,18 +328,18 @@ fn synchronization(t: &mut Tour) {
     let Some(lock) = t.result(Lock::new(), "Lock::new") else {
         return;
     };
-    let mut p = Process::new(die_holding, lock.clone());
+    let mut p = ctx.process(die_holding, lock.clone());
     let _ = p.start().and_then(|_| p.join());
     match lock.acquire_timeout(Duration::from_secs(10)) {
         Some(g) => t.check(
             g.owner_died(),
             format!(
-                "Lock: its holder died (exit code {:?}); the next acquirer got it, owner_died() = {}",
+                "{m:?}: a Lock's holder died (exit code {:?}); the next acquirer got it, owner_died() = {}",
                 p.exitcode(),
                 g.owner_died()
             ),
         ),
-        None => t.check(false, "Lock: a dead holder's lock was not recovered".into()),
+        None => t.check(false, format!("{m:?}: a dead holder's Lock was not recovered")),
     }
 
     let (Some(event), Some(done)) = (
@@ -342,7 +349,7 @@ fn synchronization(t: &mut Tour) {
         return;
     };
     let mut waiters: Vec<Process> = (0..3)
-        .map(|_| Process::new(wait_then_signal, (event.clone(), done.clone())))
+        .map(|_| ctx.process(wait_then_signal, (event.clone(), done.clone())))
         .collect();
     let started = waiters.iter_mut().all(|w| w.start().is_ok());
     event.set();
@@ -354,7 +361,7 @@ fn synchronization(t: &mut Tour) {
     }
     t.check(
         started && woke == 3,
-        format!("Event: one set() woke {woke} waiting processes"),
+        format!("{m:?}: one Event::set() woke {woke} waiting processes, each released a Semaphore"),
     );
 
     let (Some(barrier), Some(tally)) = (
@@ -364,7 +371,7 @@ fn synchronization(t: &mut Tour) {
         return;
     };
     let mut parties: Vec<Process> = (0..3)
-        .map(|_| Process::new(barrier_rounds, (barrier.clone(), 100, tally.clone())))
+        .map(|_| ctx.process(barrier_rounds, (barrier.clone(), 100, tally.clone())))
         .collect();
     let ok = parties.iter_mut().all(|p| p.start().is_ok())
         && parties
@@ -373,7 +380,7 @@ fn synchronization(t: &mut Tour) {
     t.check(
         ok && tally.get() == 100,
         format!(
-            "Barrier(3): 3 processes passed it together {} times",
+            "{m:?}: 3 processes passed a Barrier(3) together {} times",
             tally.get()
         ),
     );
@@ -381,30 +388,37 @@ fn synchronization(t: &mut Tour) {
 
 fn messaging(t: &mut Tour) {
     t.section("4. Messaging (ipc-channel-core)");
-    if let Some((a, b)) = t.result(Pipe::new(), "Pipe::new") {
-        let mut p = Process::new(send_hello, b);
-        let ok = p.start().is_ok();
-        let got = a.recv_timeout::<String>(Duration::from_secs(10));
-        let _ = p.join();
-        t.check(
-            ok && got.as_deref().ok() == Some("hello"),
-            format!("Pipe: {:?} from a child", got.unwrap_or_default()),
-        );
-    }
-    if let Some(q) = t.result(Queue::<Option<u32>>::new(), "Queue::new") {
-        let mut p = get_context(StartMethod::Spawn)
-            .process(producer, q.clone())
-            .name("producer");
-        let ok = p.start().is_ok();
-        let mut got = Vec::new();
-        while let Ok(Some(i)) = q.get_timeout(Duration::from_secs(10)) {
-            got.push(i);
+    for m in get_all_start_methods() {
+        let ctx = get_context(m);
+        if let Some((a, b)) = t.result(Pipe::new(), "Pipe::new") {
+            let mut p = ctx.process(send_hello, b);
+            let ok = p.start().is_ok();
+            let got = a.recv_timeout::<String>(Duration::from_secs(10));
+            let _ = p.join();
+            t.check(
+                ok && got.as_deref().ok() == Some("hello"),
+                format!("{m:?}: Pipe, {:?} from a child", got.unwrap_or_default()),
+            );
         }
-        let _ = p.join();
-        t.check(
-            ok && got == [0, 1, 2, 3, 4] && p.exitcode() == Some(0),
-            format!("Queue: a producer process put {got:?}, then the None sentinel"),
-        );
+        for backend in [Backend::Shm, Backend::Pipe] {
+            let Some(q) = t.result(
+                Queue::builder().backend(backend).build::<Option<u32>>(),
+                "Queue::builder().build()",
+            ) else {
+                continue;
+            };
+            let mut p = ctx.process(producer, q.clone()).name("producer");
+            let ok = p.start().is_ok();
+            let mut got = Vec::new();
+            while let Ok(Some(i)) = q.get_timeout(Duration::from_secs(10)) {
+                got.push(i);
+            }
+            let _ = p.join();
+            t.check(
+                ok && got == [0, 1, 2, 3, 4] && p.exitcode() == Some(0),
+                format!("{m:?}: Queue ({backend:?} backend), a producer put {got:?} then the None sentinel"),
+            );
+        }
     }
 }
 
