@@ -18,7 +18,9 @@ pub(crate) fn run(args: &[String]) -> Result<bool, String> {
             cmd.arg("--workspace");
         }
     }
-    cmd.arg("--");
+    // Only the benchmark targets: the libraries' unit-test harnesses do not take criterion's
+    // options.
+    cmd.args(["--bench", "*", "--"]);
     if opts.flag("--quick") {
         cmd.args(["--warm-up-time", "1", "--measurement-time", "2"]);
     }
