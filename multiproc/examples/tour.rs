@@ -10,7 +10,7 @@
 //! machine's.
 
 use multiproc::prelude::*;
-use multiproc::{Backend, RawArray, SharedMemory};
+use multiproc::{Address, Backend, ChannelError, Client, Listener, RawArray, SharedMemory};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,57 @@ fn queue_echo((inbox, outbox): (Queue<u64>, Queue<u64>)) {
         }
         outbox.put(v).expect("queue open");
     }
+}
+
+fn add_to_raw((v, n): (RawValue<i64>, u32)) {
+    for _ in 0..n {
+        v.fetch_add(1);
+    }
+}
+
+fn rlock_twice((rl, depth): (RLock, Value<u64>)) {
+    let outer = rl.acquire();
+    let inner = rl.acquire(); // re-entrant for its owner
+    depth.set(rl.depth());
+    drop(inner);
+    drop(outer);
+}
+
+fn announce((cond, mailbox): (Condition, Value<u32>)) {
+    for i in 1..=5 {
+        let _guard = cond.acquire();
+        mailbox.set(i);
+        cond.notify_all().expect("held by this process");
+    }
+}
+
+fn add_to_all(arr: Array<i64>) {
+    for _ in 0..1000 {
+        for x in arr.lock().iter_mut() {
+            *x += 1;
+        }
+    }
+}
+
+fn do_tasks((q, done): (JoinableQueue<u32>, Value<u32>)) {
+    while let Ok(x) = q.get() {
+        if x != u32::MAX {
+            *done.lock() += x;
+        }
+        q.task_done().expect("one task_done per get");
+        if x == u32::MAX {
+            break;
+        }
+    }
+}
+
+fn knock((path, key): (String, Vec<u8>)) {
+    let refused = matches!(
+        Client::connect(std::path::PathBuf::from(&path), Some(b"not the key")),
+        Err(ChannelError::Authentication(_))
+    );
+    let conn = Client::connect(std::path::PathBuf::from(&path), Some(&key)).expect("right key");
+    conn.send(&refused).expect("listener alive");
 }
 
 // ---- narration ----
@@ -212,6 +263,7 @@ fn main() {
     synchronization(&mut t);
     messaging(&mut t);
     pool(&mut t);
+    more(&mut t);
     timings(&mut t);
 
     t.clear_progress();
@@ -493,6 +545,131 @@ fn pool(t: &mut Tour) {
             fmt_duration(parallel_time)
         ),
     );
+}
+
+fn more(t: &mut Tour) {
+    t.section("6. The rest of the family (default start method)");
+    if let Some(v) = t.result(RawValue::new(0i64), "RawValue::new") {
+        let mut ps: Vec<Process> = (0..2)
+            .map(|_| Process::new(add_to_raw, (v.clone(), 50_000)))
+            .collect();
+        let ok =
+            ps.iter_mut().all(|p| p.start().is_ok()) && ps.iter_mut().all(|p| p.join().is_ok());
+        t.check(
+            ok && v.load() == 100_000,
+            format!(
+                "RawValue: 2 processes x 50000 lock-free fetch_add = {}",
+                v.load()
+            ),
+        );
+    }
+    if let (Some(rl), Some(depth)) = (
+        t.result(RLock::new(), "RLock::new"),
+        t.result(Value::new(0u64), "Value::new"),
+    ) {
+        let mut p = Process::new(rlock_twice, (rl.clone(), depth.clone()));
+        let ok = p.start().is_ok() && p.join().is_ok() && p.exitcode() == Some(0);
+        t.check(
+            ok && depth.get() == 2 && !rl.is_locked(),
+            format!(
+                "RLock: a child took it twice (depth {}), released it twice",
+                depth.get()
+            ),
+        );
+    }
+    if let (Some(cond), Some(mailbox)) = (
+        t.result(Condition::new(), "Condition::new"),
+        t.result(Value::new(0u32), "Value::new"),
+    ) {
+        let mut p = Process::new(announce, (cond.clone(), mailbox.clone()));
+        let started = p.start().is_ok();
+        let mut g = cond.acquire();
+        let seen = cond
+            .wait_for_timeout(&mut g, || mailbox.get() == 5, Duration::from_secs(10))
+            .unwrap_or(false);
+        drop(g);
+        let _ = p.join();
+        t.check(
+            started && seen,
+            format!(
+                "Condition: woken until another process's value reached {}",
+                mailbox.get()
+            ),
+        );
+    }
+    if let Some(arr) = t.result(Array::<i64>::new(8), "Array::new") {
+        let mut ps: Vec<Process> = (0..4)
+            .map(|_| Process::new(add_to_all, arr.clone()))
+            .collect();
+        let ok =
+            ps.iter_mut().all(|p| p.start().is_ok()) && ps.iter_mut().all(|p| p.join().is_ok());
+        t.check(
+            ok && arr.to_vec() == [4000; 8],
+            format!(
+                "Array<i64>: 4 processes x 1000 locked passes over 8 counters = {:?}",
+                arr.to_vec()
+            ),
+        );
+    }
+    if let (Some(q), Some(done)) = (
+        t.result(JoinableQueue::<u32>::new(), "JoinableQueue::new"),
+        t.result(Value::new(0u32), "Value::new"),
+    ) {
+        let mut p = Process::new(do_tasks, (q.clone(), done.clone()));
+        let started = p.start().is_ok();
+        for i in 1..=10 {
+            let _ = q.put(i);
+        }
+        let _ = q.put(u32::MAX);
+        let joined = q.join().is_ok();
+        let _ = p.join();
+        t.check(
+            started && joined && done.get() == 55,
+            format!(
+                "JoinableQueue: join() returned once a worker marked 11 tasks done (sum {})",
+                done.get()
+            ),
+        );
+    }
+    let key = b"tour secret".to_vec();
+    if let Some(listener) = t.result(Listener::bind_temp(Some(&key)), "Listener::bind_temp") {
+        if let Address::Unix(path) = listener.address() {
+            let mut p = Process::new(knock, (path.display().to_string(), key.clone()));
+            let started = p.start().is_ok();
+            let first = listener.accept();
+            let second = listener.accept();
+            let refused = second.as_ref().ok().and_then(|c| c.recv::<bool>().ok());
+            let _ = p.join();
+            t.check(
+                started
+                    && matches!(first, Err(ChannelError::Authentication(_)))
+                    && refused == Some(true),
+                "Listener/Client: a wrong authkey refused on both sides, the right one let in"
+                    .to_string(),
+            );
+        }
+    }
+    if let Some(tp) = t.result(ThreadPool::new(2), "ThreadPool::new") {
+        let offset = 2i64;
+        let v = tp.map(move |x: i64| x + offset, 0..3);
+        t.check(
+            v.as_ref().ok() == Some(&vec![2, 3, 4]),
+            format!(
+                "ThreadPool: a capturing closure mapped over 0..3 = {:?}",
+                v.unwrap_or_default()
+            ),
+        );
+    }
+    if let Some(pool) = t.result(Pool::new(2), "Pool::new") {
+        let v: Result<Vec<i64>, _> = pool.imap(square, 0..8).collect();
+        t.check(
+            v.as_ref().ok() == Some(&vec![0, 1, 4, 9, 16, 25, 36, 49]),
+            format!(
+                "Pool::imap yields in input order: {:?}",
+                v.unwrap_or_default()
+            ),
+        );
+    }
 }
 
 fn timings(t: &mut Tour) {
