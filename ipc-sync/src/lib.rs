@@ -103,7 +103,7 @@ pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use value::{Value, ValueGuard};
 
 /// Sets how long a waiter of this process spins (re-checking its word) before it sleeps; the
-/// default is 20 µs. `Duration::ZERO` sleeps at once; budgets above about 4 s are capped there.
+/// default is 50 µs. `Duration::ZERO` sleeps at once; budgets above about 4 s are capped there.
 ///
 /// Spinning helps when the other side runs on another core and is about to answer: the hand-over
 /// then takes well under a microsecond instead of a futex wake-up's tens of microseconds. It is

@@ -28,7 +28,7 @@ pub(crate) const POLL_OWNER_LIVENESS: bool = cfg!(not(ipc_loom));
 
 /// Default spin budget before sleeping, in nanoseconds (0 under loom: spinning only multiplies
 /// states there, and a model must not depend on time).
-pub(crate) const DEFAULT_SPIN_NANOS: u32 = if cfg!(ipc_loom) { 0 } else { 20_000 };
+pub(crate) const DEFAULT_SPIN_NANOS: u32 = if cfg!(ipc_loom) { 0 } else { 50_000 };
 
 /// Default cap on the number of re-checks in one spin: none (the time budget decides).
 #[cfg(not(ipc_loom))]
@@ -388,7 +388,7 @@ mod tests {
             SpinPoll::Sleep
         });
         assert_eq!((got, looks), (None, 1));
-        // Never ready: the budget (20 µs at most) ends it; the bound asserted is generous.
+        // Never ready: the budget (50 µs at most) ends it; the bound asserted is generous.
         let started = Instant::now();
         assert_eq!(spin::<()>(None, || SpinPoll::Pending), None);
         assert!(started.elapsed() < Duration::from_secs(2));
