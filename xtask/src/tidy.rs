@@ -1,7 +1,7 @@
 //! Source policy checks that compilers and linters do not make.
 //!
 //! - every `.rs` file starts with a `//!` doc comment (after blank lines, if any);
-//! - no `todo!(` or `unimplemented!(` placeholders;
+//! - no placeholder macros (`todo`, `unimplemented`) left in code;
 //! - no two examples of the workspace share a name (their binaries would overwrite each other);
 //! - every `unsafe {` block has a `// SAFETY:` comment on one of the three lines above it, on its
 //!   own line, or in the comment block directly above; and so does every `unsafe impl`.

@@ -34,6 +34,61 @@ macro_rules! matrix {
     };
 }
 
+/// Generates the `#[test]` of every behaviour for `$method`: the one list of behaviours, so a
+/// new one is tested under all three start methods by adding it here.
+#[macro_export]
+macro_rules! every_behaviour {
+    ($method:expr) => {
+        matrix!($method;
+    hello,
+    string_argument,
+    four_children_numbers,
+    from_run_squares,
+    child_fills_pipe,
+    child_fills_queue,
+    value_counter_four_processes,
+    pipe_hello_both_ways,
+    handles_as_arguments,
+    exitcodes,
+    join_timeout_on_sleeping_child,
+    start_twice_and_before_start,
+    sentinel_becomes_readable,
+    parent_process_in_child,
+    grandchild_names_and_parent,
+    spawn_returns_value_and_panic_message,
+    spawn_killed_child_reports_signal,
+    large_arguments_and_result,
+    result_carries_handles,
+    non_capturing_closure_target,
+    closures_under_fork,
+    cpu_count_honours_affinity,
+    default_method_from_environment,
+    helper_default_method,
+    invalid_method_in_environment,
+    daemon_may_not_start_children,
+    active_children_reaps,
+    daemon_grandchild_terminated_when_child_returns,
+    daemon_dies_with_killed_parent,
+    lifetimes_at_main_return,
+    lifetimes_at_process_exit,
+    helper_exit,
+    program_without_init,
+    helper_no_init,
+    no_fd_leak,
+    helper_fd_leak,
+    forkserver_restarts,
+    helper_forkserver_restarts,
+    child_fd_count_does_not_grow,
+    panics_around_the_target_end_the_child,
+    child_stdin_is_null,
+    helper_stdin,
+    fork_while_another_thread_prints,
+    forkserver_killed_during_requests,
+    helper_forkserver_killed,
+        );
+    };
+}
+
 /// Whether `IPC_START_METHOD` lets tests of `method` run.
 pub(crate) fn selected(method: StartMethod) -> bool {
     if std::env::var_os(HELPER_ENV).is_some() {
