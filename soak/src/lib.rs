@@ -1,0 +1,1 @@
+//! The fault, soak and hostile-input suite of multiproc
