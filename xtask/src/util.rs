@@ -82,7 +82,9 @@ pub(crate) fn crates() -> Vec<String> {
             .filter_map(|e| e.ok())
             .filter(|e| e.path().join("src/lib.rs").exists())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !out.contains(n) && n != "testkit" && n != "benches" && n != "soak" && n != "xtask")
+            .filter(|n| {
+                !out.contains(n) && n != "testkit" && n != "benches" && n != "soak" && n != "xtask"
+            })
             .collect();
         extra.sort();
         out.extend(extra);
