@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::sys::{deadline_after, wait_until, Waited};
+use crate::waiting::{deadline_after, wait_until, Waited};
 use crate::wire::ChunkResults;
 
 // ---------------------------------------------------------------------------------------------

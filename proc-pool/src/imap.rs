@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::async_result::{Deliver, Items};
 use crate::error::{Error, Result};
-use crate::sys::{deadline_after, wait_until, Waited};
+use crate::waiting::{deadline_after, wait_until, Waited};
 
 struct Inner<R> {
     /// Ordered mode: results by input index.

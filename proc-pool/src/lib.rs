@@ -61,8 +61,8 @@
 //! builder); they die with the parent. A task is a function pointer `fn(A) -> R` — a `fn` item,
 //! or a closure that captures nothing — with serde arguments: the function travels as its
 //! offset in the executable, together with a trampoline monomorphised for its exact types, and
-//! the worker refuses any address outside its own code (see the `fnref` module; the worker runs
-//! the very executable of the parent, which proc-spawn checks when it starts it). Arguments and
+//! the worker refuses any address outside its own code ([`proc_spawn::RemoteFn`]; the worker
+//! runs the very executable of the parent, which proc-spawn checks when it starts it). Arguments and
 //! results are postcard-encoded and may contain multiproc handles (queues, locks, shared
 //! memory, connections), which travel with their descriptors.
 //!
@@ -93,22 +93,22 @@
 //!
 //! # Safety model
 //!
-//! The crate denies `unsafe_code` except in two private modules: `fnref`, which turns a checked
-//! address back into a function pointer in a worker (following proc-spawn's bootstrap rules:
-//! the same executable, addresses inside its code, a trampoline paired with its target's exact
-//! type, never a conjured closure), and `sys`, which installs the `SIGINT` dispositions. Bytes
-//! from a worker are untrusted: a malformed result is an [`Error::Decode`] for its task.
+//! The crate forbids `unsafe` code. Naming a function across processes — the address
+//! arithmetic, the check that both addresses lie in the worker's own code, the trampoline
+//! monomorphised for the function's exact type — is [`proc_spawn::RemoteFn`]'s; installing the
+//! `SIGINT` dispositions is [`proc_spawn::InterruptScope`]'s and [`proc_spawn::ignore_sigint`]'s.
+//! Bytes from a worker are untrusted: a malformed result is an [`Error::Decode`] for its task.
 
 #![deny(missing_docs)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod async_result;
 mod error;
 mod fnref;
 mod imap;
 mod pool;
-mod sys;
 mod thread_pool;
+mod waiting;
 mod wire;
 mod worker;
 

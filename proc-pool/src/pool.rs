@@ -45,7 +45,7 @@ use crate::async_result::{
 use crate::error::{Error, Result};
 use crate::fnref::FnRef;
 use crate::imap::{IMap, ImapDeliver, ImapState};
-use crate::sys::{wait_until, Waited};
+use crate::waiting::{wait_until, Waited};
 use crate::wire::{wrap_fds, FromWorker, ToWorker};
 use crate::worker::{worker_main, InitCall, WorkerBoot};
 

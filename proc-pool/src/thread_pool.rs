@@ -10,7 +10,7 @@ use crate::async_result::{ApplyDeliver, AsyncResult, Callbacks, Cell, Deliver, I
 use crate::error::{Error, Result};
 use crate::imap::{IMap, ImapDeliver, ImapState};
 use crate::pool::default_chunksize;
-use crate::sys::{wait_until, Waited};
+use crate::waiting::{wait_until, Waited};
 use crate::wire::ChunkResults;
 use crate::worker::catch_task;
 

@@ -92,7 +92,7 @@ const FLUSH_COUNT: usize = 64;
 
 /// The body of every worker process.
 pub(crate) fn worker_main(boot: WorkerBoot) {
-    crate::sys::ignore_sigint();
+    let _ = proc_spawn::ignore_sigint();
     install_hook();
     let WorkerBoot {
         conn,

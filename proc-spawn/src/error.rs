@@ -62,6 +62,10 @@ pub enum Error {
     /// code, a malformed bootstrap message).
     #[error("the child refused to start: {0}")]
     Refused(String),
+    /// A [`RemoteFn`](crate::RemoteFn) names an address outside this executable's code:
+    /// nothing was called.
+    #[error("refusing to call a remote function: {0}")]
+    CallRefused(String),
     /// The fork server could not be started or did not answer.
     #[error("fork server: {0}")]
     ForkServer(String),

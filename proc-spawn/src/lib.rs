@@ -13,6 +13,9 @@
 //!   code that does not choose one.
 //! - [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`].
 //! - [`init`]: Rust's `if __name__ == "__main__"`.
+//! - [`RemoteFn`]: a `fn(A) -> R` named across processes of the same executable, called there
+//!   with encoded arguments (what a pool sends its workers), checked against the code first.
+//! - [`ignore_sigint`], [`InterruptScope`]: `SIGINT` for workers and for threads blocked on them.
 //!
 //! # Example
 //!
@@ -100,6 +103,8 @@ mod bootstrap;
 mod context;
 mod error;
 mod process;
+mod remote_fn;
+mod signals;
 mod start;
 mod sys;
 
@@ -113,6 +118,8 @@ pub use process::{
     active_children, cpu_count, current_process, fork, parent_process, spawn, JoinHandle, Process,
     ProcessInfo, Run,
 };
+pub use remote_fn::{DecodeCallEncode, FnPtr, Invoke, RemoteFn};
+pub use signals::{ignore_sigint, InterruptScope};
 
 /// The pid of the fork server this process uses, if one is running (it is started by the first
 /// `ForkServer` child and restarted if it dies).
