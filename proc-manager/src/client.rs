@@ -29,6 +29,7 @@ impl fmt::Debug for Endpoint {
 
 struct Cached {
     address: Address,
+    authkey: Vec<u8>,
     pid: u32,
     conn: Connection,
 }
@@ -70,7 +71,7 @@ impl Endpoint {
                 // Connections inherited through fork belong to the parent: forget them.
                 c.retain(|x| x.pid == pid);
                 c.iter()
-                    .find(|x| x.address == self.address)
+                    .find(|x| x.address == self.address && x.authkey == self.authkey)
                     .map(|x| x.conn.clone())
             })
             .ok()
@@ -82,6 +83,7 @@ impl Endpoint {
         let _ = CONNS.try_with(|c| {
             c.borrow_mut().push(Cached {
                 address: self.address.clone(),
+                authkey: self.authkey.clone(),
                 pid,
                 conn: conn.clone(),
             })
@@ -90,7 +92,10 @@ impl Endpoint {
     }
 
     fn forget(&self) {
-        let _ = CONNS.try_with(|c| c.borrow_mut().retain(|x| x.address != self.address));
+        let _ = CONNS.try_with(|c| {
+            c.borrow_mut()
+                .retain(|x| x.address != self.address || x.authkey != self.authkey)
+        });
     }
 
     /// One round trip: send `req` on this thread's connection, read the answer.

@@ -319,7 +319,12 @@ impl Manager {
                 owned: None,
             }),
         };
-        m.ping()?;
+        // A dedicated connection: the key is checked now, whatever this thread has cached.
+        let conn = m.inner.ep.connect()?;
+        conn.send(&Request::Ping)
+            .and_then(|()| conn.recv::<crate::wire::Response>())
+            .map_err(map_channel)?
+            .map_err(Error::from)?;
         Ok(m)
     }
 

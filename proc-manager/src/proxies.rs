@@ -29,6 +29,9 @@ use crate::error::{Error, Result};
 use crate::wire::{Op, Reply};
 
 macro_rules! proxy_common {
+    ($name:ident) => {
+        proxy_common!($name<>);
+    };
     ($name:ident < $($p:ident),* >) => {
         impl<$($p),*> Clone for $name<$($p),*> {
             fn clone(&self) -> Self {

@@ -974,6 +974,7 @@ pub(crate) fn run_owned(
         remove_socket(&address, temp);
         return;
     }
+    crate::shared::install_quiet_hook();
     let server = Server::new(table);
     let watcher = std::thread::Builder::new()
         .name("manager-owner".into())

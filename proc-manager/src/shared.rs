@@ -109,6 +109,24 @@ pub(crate) trait Erased: Send {
 
 struct Hosted<T>(T);
 
+thread_local! {
+    static IN_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps the server's standard error quiet about panics in user handlers: they are reported
+/// to the caller as [`Error::Remote`](crate::Error::Remote) instead.
+pub(crate) fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_HANDLER.try_with(|h| h.get()).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
@@ -125,8 +143,10 @@ impl<T: Shared> Erased for Hosted<T> {
             expected: std::any::type_name::<T::Request>().into(),
             found: format!("a request that does not decode ({e})"),
         })?;
-        let resp = catch_unwind(AssertUnwindSafe(|| self.0.handle(req)))
-            .map_err(|p| WireError::Remote(panic_message(p)))?;
+        IN_HANDLER.with(|h| h.set(true));
+        let resp = catch_unwind(AssertUnwindSafe(|| self.0.handle(req)));
+        IN_HANDLER.with(|h| h.set(false));
+        let resp = resp.map_err(|p| WireError::Remote(panic_message(p)))?;
         postcard::to_allocvec(&resp).map_err(|e| WireError::Remote(e.to_string()))
     }
 
