@@ -677,25 +677,58 @@ impl Shared {
         d
     }
 
-    /// Fails everything queued and in flight with `e` (terminate).
-    fn fail_everything(&self, st: &mut State, e: &Error) -> Deliveries {
+    /// Fails everything queued and in flight with `e` (terminate). The chunks sent to live
+    /// workers are returned with what tells, once the worker is dead, which of them it never
+    /// started (their arguments must then be released: see [`SentChunks::release_unread`]).
+    fn fail_everything(&self, st: &mut State, e: &Error) -> (Deliveries, Vec<SentChunks>) {
         let mut d: Deliveries = Vec::new();
         let queued: Vec<Job> = st.pending.drain(..).collect();
         st.unfinished -= queued.len();
         for job in queued {
             fail_job(&mut d, job, e, true);
         }
-        // Chunks sent to live workers may be decoded there (or not): leave their arguments.
-        let mut sent: Vec<Job> = Vec::new();
+        // Chunks sent to live workers may be decoded there (or not): their arguments are
+        // released only after the worker's death, for those it never started.
+        let mut sent: Vec<SentChunks> = Vec::new();
         for w in &mut st.workers {
-            sent.extend(w.outstanding.drain(..));
-        }
-        st.unfinished -= sent.len();
-        for job in sent {
-            fail_job(&mut d, job, e, false);
+            let jobs: Vec<Job> = w.outstanding.drain(..).collect();
+            st.unfinished -= jobs.len();
+            let mut chunks = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                chunks.push(job.data.clone());
+                fail_job(&mut d, job, e, false);
+            }
+            sent.push(SentChunks {
+                pid: w.pid,
+                started: w.started.clone(),
+                answered: w.answered,
+                chunks,
+            });
         }
         self.idle_cv.notify_all();
-        d
+        (d, sent)
+    }
+}
+
+/// The chunks a worker held when the pool was terminated, in the order it runs them.
+struct SentChunks {
+    pid: u32,
+    started: RawValue<u64>,
+    answered: u64,
+    chunks: Vec<Arc<ChunkData>>,
+}
+
+impl SentChunks {
+    /// Once the worker is known dead: releases the arguments of the chunks it never started
+    /// (it counts each chunk in `started` before decoding anything of it), so handles inside
+    /// them do not keep their shared-memory blocks alive.
+    fn release_unread(self) {
+        let held = usize::try_from(self.started.load().saturating_sub(self.answered))
+            .unwrap_or(usize::MAX)
+            .min(self.chunks.len());
+        for c in &self.chunks[held..] {
+            c.discard();
+        }
     }
 }
 
@@ -1599,13 +1632,20 @@ impl Pool {
     /// Stops the workers at once (`SIGKILL`): every task not finished fails with
     /// [`Error::Terminated`] (Python leaves them pending forever). Idempotent.
     pub fn terminate(&self) {
-        let d = {
+        let (d, sent) = {
             let mut st = self.shared.lock();
             st.phase = Phase::Terminated;
             self.shared.fail_everything(&mut st, &Error::Terminated)
         };
         deliver_all(d);
-        self.shutdown(false);
+        let dead = self.shutdown(false);
+        for s in sent {
+            // A worker that could not be confirmed dead might still decode its chunks: leave
+            // them (a leak, never a double release).
+            if dead.contains(&s.pid) {
+                s.release_unread();
+            }
+        }
     }
 
     /// Waits for the workers to finish everything submitted and exit, after
@@ -1621,7 +1661,7 @@ impl Pool {
             Phase::Run => return Err(Error::StillRunning),
             Phase::Terminated => {
                 drop(st);
-                self.shutdown(false);
+                let _ = self.shutdown(false);
                 return Ok(());
             }
             Phase::Closed => {}
@@ -1631,13 +1671,13 @@ impl Pool {
         if how == Waited::Interrupted {
             return Err(Error::Interrupted);
         }
-        self.shutdown(true);
+        let _ = self.shutdown(true);
         Ok(())
     }
 
     /// Stops the threads and the workers (gracefully: a `Stop` message and a wait; or with
     /// `SIGKILL`), and joins them.
-    fn shutdown(&self, graceful: bool) {
+    fn shutdown(&self, graceful: bool) -> Vec<u32> {
         let workers: Vec<Worker> = {
             let mut st = self.shared.lock();
             st.stop_threads = true;
@@ -1654,10 +1694,15 @@ impl Pool {
                 let _ = w.process.kill();
             }
         }
+        let mut dead = Vec::with_capacity(workers.len());
         for mut w in workers {
-            if !matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
+            let mut joined = matches!(w.process.join_timeout(Duration::from_secs(10)), Ok(Some(_)));
+            if !joined {
                 let _ = w.process.kill();
-                let _ = w.process.join_timeout(Duration::from_secs(5));
+                joined = matches!(w.process.join_timeout(Duration::from_secs(5)), Ok(Some(_)));
+            }
+            if joined {
+                dead.push(w.pid);
             }
         }
         let threads: Vec<JoinHandle<()>> =
@@ -1668,6 +1713,7 @@ impl Pool {
                 let _ = t.join();
             }
         }
+        dead
     }
 }
 
@@ -1682,7 +1728,7 @@ impl Drop for Pool {
         if !done {
             self.terminate();
         } else {
-            self.shutdown(false);
+            let _ = self.shutdown(false);
         }
     }
 }

@@ -720,6 +720,44 @@ fn test_handles_travel_in_arguments() {
     }
 }
 
+fn slice_len(s: ipc_shm::ShmSlice<u8>) -> usize {
+    s.len()
+}
+
+/// `terminate` releases the arguments of the chunks a live worker held but never started: a
+/// shared-memory handle inside them no longer keeps its block alive (each encoded handle holds
+/// a reference on its block until it is decoded). Observable through the heap's documented
+/// reuse: a freed block is the next one handed out for its size class.
+fn test_terminate_releases_the_arguments_of_unstarted_chunks() {
+    for m in methods() {
+        let p = pool(m, 1);
+        let release = Event::new().unwrap(); // never set: the worker stays busy
+                                             // Keeps this process's arena mapped while the slice comes and goes.
+        let pin = ipc_shm::ShmSlice::<u8>::zeroed(16).unwrap();
+        let blocker = p.apply_async(wait_for_event, release.clone());
+        let slice = ipc_shm::ShmSlice::<u8>::zeroed(3000).unwrap();
+        let addr = slice.as_ptr();
+        // The first of these is sent to the busy worker (it has room for two chunks); the
+        // others wait in the pool's queue.
+        let rs: Vec<_> = (0..4)
+            .map(|_| p.apply_async(slice_len, slice.clone()))
+            .collect();
+        p.terminate();
+        assert_eq!(blocker.get(), Err(Error::Terminated), "{m}");
+        for r in rs {
+            assert_eq!(r.get(), Err(Error::Terminated), "{m}");
+        }
+        drop(slice);
+        let again = ipc_shm::ShmSlice::<u8>::zeroed(3000).unwrap();
+        assert_eq!(
+            again.as_ptr(),
+            addr,
+            "{m}: the slice's block was not freed: a reference is still held"
+        );
+        drop((again, pin, release));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ctrl-C: the pool's parent runs in a child of the test binary (the signal targets it).
 
@@ -836,6 +874,10 @@ fn main() {
             (
                 "handles_travel_in_arguments",
                 test_handles_travel_in_arguments,
+            ),
+            (
+                "terminate_releases_the_arguments_of_unstarted_chunks",
+                test_terminate_releases_the_arguments_of_unstarted_chunks,
             ),
             (
                 "sigint_interrupts_a_blocking_get",
