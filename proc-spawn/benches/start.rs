@@ -106,9 +106,14 @@ mod group {
     criterion::criterion_group!(benches, super::bench_start);
 }
 
-/// `PROC_SPAWN_BENCH_INTERLEAVED=rounds`: instead of criterion, run the six cases interleaved
-/// (50 start+join each per round) and print each case's best round, which is what a shared,
-/// noisy machine can measure fairly: every case sees the same background load.
+/// `PROC_SPAWN_BENCH_INTERLEAVED=rounds`: instead of criterion, run the cases interleaved, in
+/// turn, round after round (`PROC_SPAWN_BENCH_ITERS` start+join of each per round, default 20),
+/// timing every start+join, and print per case the 10th percentile and the median of all its
+/// times and the median of its round means; then the ratios the goals name, of those
+/// percentiles and, round by round, of the round means (their median). A shared, noisy machine
+/// measures ratios fairly this way: the cases see the same background load, and a low
+/// percentile is what a start costs when no other process takes the CPU away meanwhile.
+/// `PROC_SPAWN_BENCH_CASES=raw_fork_waitpid,proc_spawn_forkserver` runs only the named cases.
 fn interleaved(rounds: usize) {
     let exe = CString::new(
         std::env::current_exe()
@@ -132,7 +137,7 @@ fn interleaved(rounds: usize) {
         }
     };
     type Case<'a> = (&'static str, Box<dyn Fn() + 'a>);
-    let cases: Vec<Case<'_>> = vec![
+    let all: Vec<Case<'_>> = vec![
         ("raw_fork_waitpid", Box::new(raw_fork_wait)),
         (
             "raw_posix_spawn_waitpid",
@@ -149,25 +154,84 @@ fn interleaved(rounds: usize) {
             Box::new(|| procspawn::spawn((), noop).join().unwrap()),
         ),
     ];
-    let mut best = vec![Duration::MAX; cases.len()];
-    for _ in 0..rounds {
-        for (i, (_, f)) in cases.iter().enumerate() {
-            let t = std::time::Instant::now();
-            for _ in 0..50 {
-                f();
-            }
-            best[i] = best[i].min(t.elapsed() / 50);
+    let wanted = std::env::var("PROC_SPAWN_BENCH_CASES").ok();
+    let cases: Vec<Case<'_>> = all
+        .into_iter()
+        .filter(|(n, _)| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.split(',').any(|x| x == *n))
+        })
+        .collect();
+    let iters: usize = std::env::var("PROC_SPAWN_BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    // A first round, not recorded: starts the fork server, warms caches.
+    for (_, f) in &cases {
+        for _ in 0..iters.min(5) {
+            f();
         }
     }
-    for ((name, _), b) in cases.iter().zip(&best) {
-        println!("{name:<26} {:>9.1} us", b.as_secs_f64() * 1e6);
+    // per case: every time (seconds), and the mean of each round
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds * iters); cases.len()];
+    let mut means: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
+        for (i, (_, f)) in cases.iter().enumerate() {
+            let mut sum = 0.0;
+            for _ in 0..iters {
+                let t = std::time::Instant::now();
+                f();
+                let d = t.elapsed().as_secs_f64();
+                times[i].push(d);
+                sum += d;
+            }
+            means[i].push(sum / iters as f64);
+        }
     }
-    let s = |i: usize| best[i].as_secs_f64();
-    println!("forkserver / raw fork        {:.2}", s(4) / s(0));
-    println!("spawn / raw posix_spawn      {:.2}", s(3) / s(1));
-    println!("fork / raw fork              {:.2}", s(2) / s(0));
-    for (i, n) in [(2, "fork"), (3, "spawn"), (4, "forkserver")] {
-        println!("{n:<10} / procspawn         {:.2}", s(i) / s(5));
+    fn quantile(v: &[f64], q: f64) -> f64 {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s[((s.len() - 1) as f64 * q).round() as usize]
+    }
+    println!("{rounds} rounds of {iters} per case; times in us");
+    println!(
+        "{:<26} {:>9} {:>9} {:>12}",
+        "case", "p10", "median", "round-median"
+    );
+    for (i, (name, _)) in cases.iter().enumerate() {
+        println!(
+            "{name:<26} {:>9.1} {:>9.1} {:>12.1}",
+            quantile(&times[i], 0.1) * 1e6,
+            quantile(&times[i], 0.5) * 1e6,
+            quantile(&means[i], 0.5) * 1e6
+        );
+    }
+    let idx = |n: &str| cases.iter().position(|(c, _)| *c == n);
+    let ratio = |a: &str, b: &str| {
+        if let (Some(x), Some(y)) = (idx(a), idx(b)) {
+            let per_round: Vec<f64> = means[x].iter().zip(&means[y]).map(|(p, q)| p / q).collect();
+            println!(
+                "{:<38} p10 {:>5.2}  median {:>5.2}  round by round {:>5.2}",
+                format!("{} / {}", &a[a.len().min(11)..], b),
+                quantile(&times[x], 0.1) / quantile(&times[y], 0.1),
+                quantile(&times[x], 0.5) / quantile(&times[y], 0.5),
+                quantile(&per_round, 0.5)
+            );
+        }
+    };
+    println!(
+        "ratios (goals: forkserver <= 2x raw fork, spawn <= 1.5x raw posix_spawn, all < procspawn)"
+    );
+    ratio("proc_spawn_forkserver", "raw_fork_waitpid");
+    ratio("proc_spawn_fork", "raw_fork_waitpid");
+    ratio("proc_spawn_spawn", "raw_posix_spawn_waitpid");
+    for n in [
+        "proc_spawn_fork",
+        "proc_spawn_spawn",
+        "proc_spawn_forkserver",
+    ] {
+        ratio(n, "procspawn_crate");
     }
 }
 
