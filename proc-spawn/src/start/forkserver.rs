@@ -236,12 +236,30 @@ struct Kid {
     sock: OwnedFd,
 }
 
+/// Does once, in the server, the work every child would otherwise do for itself after the
+/// fork: a child is a copy-on-write image of the server, so whatever is initialised here is
+/// inherited for free, while the first use in a child costs page faults (each page written is
+/// copied, each page of code or read-only data touched for the first time is mapped) and, for
+/// some, a lazy symbol lookup by the dynamic linker.
+fn prepare_for_children() {
+    // The executable's identity and code ranges, which every child checks its request against.
+    let _ = sys::exe_info();
+    // Standard input: `/dev/null` for every child (Python's `os.devnull`), opened once.
+    sys::stdin_to_null_for_forks();
+    // The panic hook that prefixes a child's panic message with its name.
+    let _ = bootstrap::call_caught(|| ());
+    // The thread-local tables of the handle transfer: their first use registers their
+    // destructors with the C library, whose first call resolves two symbols lazily.
+    let _ = ipc_shm::transfer::decode::<()>(&[], Vec::new());
+    // The standard output's buffer, flushed by every child at its end.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
 /// The fork server's life: it runs before `main` of a freshly spawned copy of the program, so
 /// it is single-threaded and forks safely.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::ignore_sigint(true);
-    // Computed once here, inherited by every child (which checks requests against it).
-    let _ = sys::exe_info();
+    prepare_for_children();
     if ipc_shm::transfer::send_with_fds(control.as_fd(), READY, &[]).is_err() {
         sys::exit_now(0)
     }

@@ -5,6 +5,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -69,12 +70,22 @@ pub(crate) fn fd_is_open(fd: RawFd) -> bool {
 /// child does not compete with its parent for the terminal's input, and reading gets the end.
 /// Left as it is if `/dev/null` cannot be opened.
 pub(crate) fn stdin_to_null() {
+    // A child forked by the fork server finds it done already (see `stdin_to_null_for_forks`); the
+    // first call consumes the mark, so that a later child of that child (user code may have
+    // put something else on descriptor 0 meanwhile) gets it done again.
+    if !STDIN_IS_NULL.swap(false, Ordering::Relaxed) {
+        redirect_stdin();
+    }
+}
+
+/// Puts `/dev/null` on descriptor 0; whether it could.
+fn redirect_stdin() -> bool {
     let Ok(null) = rustix::fs::open(
         "/dev/null",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     ) else {
-        return;
+        return false;
     };
     if null.as_raw_fd() != 0 {
         // SAFETY: descriptor 0 is replaced atomically by `dup2`; the standard library does not
@@ -85,6 +96,17 @@ pub(crate) fn stdin_to_null() {
         let _ = rustix::io::fcntl_setfd(&null, FdFlags::empty());
         std::mem::forget(null);
     }
+    true
+}
+
+/// Set by the fork server once its own standard input is `/dev/null`: the children it forks
+/// inherit both the descriptor and this mark, and skip [`stdin_to_null`]'s three system calls.
+static STDIN_IS_NULL: AtomicBool = AtomicBool::new(false);
+
+/// Makes standard input `/dev/null` now and marks it so, for the children this process forks
+/// (the fork server, which never reads its standard input).
+pub(crate) fn stdin_to_null_for_forks() {
+    STDIN_IS_NULL.store(redirect_stdin(), Ordering::Relaxed);
 }
 
 /// This process's pid.
