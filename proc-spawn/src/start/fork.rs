@@ -38,9 +38,14 @@ pub(crate) fn start(
     let err = std::io::stderr().lock();
     let server_state = super::forkserver::lock_client();
     let mut global = process::global();
-    let parent_pidfd = match global.self_pidfd() {
-        Ok(fd) => fd,
-        Err(e) => return Err((e, Some(job))),
+    // Only a daemon watches its parent's pidfd (to die with it).
+    let parent_pidfd = if spec.daemon {
+        match global.self_pidfd() {
+            Ok(fd) => Some(fd),
+            Err(e) => return Err((e, Some(job))),
+        }
+    } else {
+        None
     };
     // SAFETY: in the child only this thread exists. It uses the state guarded by the four locks
     // this thread holds (consistent, since their holder is this thread), `malloc` (made
@@ -56,10 +61,8 @@ pub(crate) fn start(
             drop(err);
             drop(out);
             context::set_child_method(StartMethod::Fork);
-            if spec.daemon {
-                process::watch_parent(parent_pidfd);
-            } else {
-                drop(parent_pidfd);
+            if let Some(fd) = parent_pidfd {
+                process::watch_parent(fd);
             }
             child(job, theirs)
         }

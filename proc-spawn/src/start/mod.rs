@@ -263,7 +263,8 @@ pub(crate) fn start(
 }
 
 /// The `BOOT` message for `job` and the descriptors to send with it (the arguments' handles,
-/// then this process's pidfd for the child to watch).
+/// then, for a daemon, this process's pidfd: a daemon watches it to die with its parent; the
+/// others never use it, so it is not sent).
 pub(crate) fn boot_message(
     job: &dyn crate::process::TargetJob,
     spec: &ChildSpec,
@@ -275,8 +276,9 @@ pub(crate) fn boot_message(
     })?;
     let (target, tramp) = job.addresses();
     let arg_fds = fds.len() as u32;
-    let me = crate::process::self_pidfd()?;
-    fds.push(me);
+    if spec.daemon {
+        fds.push(crate::process::self_pidfd()?);
+    }
     let msg = bootstrap::BootMsg {
         version: bootstrap::VERSION,
         identity: sys::exe_info().identity.clone(),
@@ -284,7 +286,7 @@ pub(crate) fn boot_message(
         trampoline: bootstrap::offset_of(tramp),
         args,
         arg_fds,
-        parent_pidfd: true,
+        parent_pidfd: spec.daemon,
         name: spec.name.clone(),
         daemon: spec.daemon,
         id_path: spec.id_path.clone(),
