@@ -24,10 +24,10 @@ use std::time::Duration;
 use rustix::process::Signal;
 
 use super::{await_ack, boot_message, ChildHandle, ChildSpec};
-use crate::bootstrap::{self, BOOT, MARKER, REFUSED, STATUS};
-use crate::context::StartMethod;
+use crate::bootstrap::{self, ACK, BOOT, MARKER, REFUSED, STATUS};
+use crate::context::{self, StartMethod};
 use crate::error::{Error, Result};
-use crate::process::TargetJob;
+use crate::process::{self, ProcessInfo, TargetJob};
 use crate::sys::{self, Forked};
 use ipc_shm::transfer::MAX_FDS_PER_MESSAGE;
 
@@ -242,7 +242,7 @@ struct Kid {
 /// copied, each page of code or read-only data touched for the first time is mapped) and, for
 /// some, a lazy symbol lookup by the dynamic linker.
 fn prepare_for_children() {
-    // The executable's identity and code ranges, which every child checks its request against.
+    // The executable's identity and code ranges, which every request is checked against.
     let _ = sys::exe_info();
     // Standard input: `/dev/null` for every child (Python's `os.devnull`), opened once.
     sys::stdin_to_null_for_forks();
@@ -255,39 +255,56 @@ fn prepare_for_children() {
     let _ = std::io::Write::flush(&mut std::io::stdout());
 }
 
+/// The 13 bytes of a frame carrying a `u32`/`i32` (an `ACK`'s pid, a `STATUS`'s exit code).
+fn small_frame(kind: u8, value: [u8; 4]) -> [u8; 13] {
+    let mut b = [0u8; 13];
+    b[0] = kind;
+    b[1..9].copy_from_slice(&4u64.to_le_bytes());
+    b[9..].copy_from_slice(&value);
+    b
+}
+
 /// The fork server's life: it runs before `main` of a freshly spawned copy of the program, so
 /// it is single-threaded and forks safely.
+///
+/// Every page the server writes after a fork is copied while the child lives, and every page
+/// of code a child runs for the first time is mapped by a page fault: the loop therefore
+/// allocates nothing once warm (the poll set and the receive buffer are reused), requests are
+/// checked before the fork (a refused one forks nothing), and the child's own path
+/// ([`child`]) allocates nothing before its target runs.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::ignore_sigint(true);
     prepare_for_children();
     if ipc_shm::transfer::send_with_fds(control.as_fd(), READY, &[]).is_err() {
         sys::exit_now(0)
     }
-    let mut kids: Vec<Kid> = Vec::new();
+    let mut kids: Vec<Kid> = Vec::with_capacity(16);
+    let mut set = sys::PollSet::with_capacity(17);
     let mut buf = vec![0u8; INLINE_MAX + 64];
+    let mut got: Vec<OwnedFd> = Vec::with_capacity(MAX_FDS_PER_MESSAGE);
     loop {
-        let ready = {
-            let mut fds = vec![control.as_fd()];
-            fds.extend(kids.iter().map(|k| k.pidfd.as_fd()));
-            match sys::poll_readable(&fds, None) {
-                Ok(r) => r,
-                Err(_) => sys::exit_now(1),
-            }
-        };
+        set.clear();
+        set.push(control.as_fd());
+        for k in &kids {
+            set.push(k.pidfd.as_fd());
+        }
+        if set.wait().is_err() {
+            sys::exit_now(1)
+        }
         // Relay the statuses of the children that ended (back to front: indices stay valid).
         for i in (0..kids.len()).rev() {
-            if !ready[i + 1] {
+            if !set.ready(i + 1) {
                 continue;
             }
             if let Ok(Some(code)) = sys::reap(kids[i].pidfd.as_fd(), false) {
                 let kid = kids.swap_remove(i);
-                let _ = bootstrap::send_frame(kid.sock.as_fd(), STATUS, &code.to_le_bytes(), &[]);
+                let _ = sys::send_all(kid.sock.as_fd(), &small_frame(STATUS, code.to_le_bytes()));
             }
         }
-        if !ready[0] {
+        if !set.ready(0) {
             continue;
         }
-        let mut got = Vec::new();
+        got.clear();
         let n = match ipc_shm::transfer::recv_with_fds(
             control.as_fd(),
             &mut buf,
@@ -300,7 +317,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         };
         let sock = got.remove(0);
         let request = match (buf[0], bootstrap::unframe(&buf[1..n])) {
-            (REQ_INLINE, Some((BOOT, payload))) => bootstrap::parse_boot(payload, got),
+            (REQ_INLINE, Some((BOOT, payload))) => {
+                bootstrap::parse_boot(payload, std::mem::take(&mut got))
+            }
             (REQ_STREAM, _) if n == 1 && got.is_empty() => {
                 // A client that stalls must not stall the others for long.
                 let _ = rustix::net::sockopt::set_socket_timeout(
@@ -318,21 +337,33 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             }
             _ => Err("malformed fork server request".to_string()),
         };
-        let (msg, fds) = match request {
+        if got.capacity() == 0 {
+            got.reserve(MAX_FDS_PER_MESSAGE);
+        }
+        let checked = request.and_then(|(msg, fds)| {
+            let (target, tramp) = bootstrap::verify(&msg)?;
+            Ok((msg, fds, target, tramp))
+        });
+        let (msg, mut fds, target, tramp) = match checked {
             Ok(x) => x,
             Err(e) => {
                 let _ = bootstrap::send_frame(sock.as_fd(), REFUSED, e.as_bytes(), &[]);
                 continue;
             }
         };
+        // Freed here, before the fork, rather than by the child (which would copy the pages
+        // of the allocator's state to do it).
+        fds.shrink_to_fit();
         // SAFETY: the server is single-threaded (it runs before main and starts no thread), so
         // the child may run any code.
         match unsafe { sys::fork() } {
             Ok(Forked::Child) => {
                 drop(control);
-                drop(kids);
+                // Other children's descriptors are closed; the vectors are left to `_exit`.
+                kids.drain(..).for_each(drop);
+                std::mem::forget((kids, set, buf, got));
                 sys::ignore_sigint(false);
-                bootstrap::become_child(sock, msg, fds, StartMethod::ForkServer)
+                child(sock, msg, fds, target, tramp)
             }
             Ok(Forked::Parent(pid)) => {
                 drop(fds);
@@ -343,7 +374,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                         // relay that status (the client sees the child killed).
                         let code = sys::kill_and_reap(pid);
                         let _ =
-                            bootstrap::send_frame(sock.as_fd(), STATUS, &code.to_le_bytes(), &[]);
+                            sys::send_all(sock.as_fd(), &small_frame(STATUS, code.to_le_bytes()));
                     }
                 }
             }
@@ -354,4 +385,54 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         }
     }
     sys::exit_now(0)
+}
+
+/// A child of the fork server, from the fork to `_exit`: [`bootstrap::become_child`] for a
+/// request the server has checked already, without a memory allocation before the target
+/// runs (the allocator's state would be copied page by page).
+fn child(
+    sock: OwnedFd,
+    msg: bootstrap::BootMsg,
+    mut fds: Vec<OwnedFd>,
+    target: usize,
+    tramp: bootstrap::Trampoline,
+) -> ! {
+    let parent_pidfd = if msg.parent_pidfd { fds.pop() } else { None };
+    let bootstrap::BootMsg {
+        name,
+        daemon,
+        id_path,
+        parent,
+        args,
+        ..
+    } = msg;
+    let pid = sys::getpid();
+    context::set_child_method(StartMethod::ForkServer);
+    process::become_child(ProcessInfo::new(name, pid, daemon), parent, id_path);
+    match parent_pidfd {
+        Some(pfd) if daemon => process::watch_parent(pfd),
+        other => drop(other),
+    }
+    // Acknowledge with our pid and a pidfd of us (race-free: we are alive): the client is not
+    // our OS parent.
+    let acked = match sys::pidfd_open(pid) {
+        Ok(me) => sys::send_with_fd(
+            sock.as_fd(),
+            &small_frame(ACK, pid.to_le_bytes()),
+            me.as_fd(),
+        ),
+        Err(e) => {
+            let m = format!("pidfd_open of itself failed: {e}");
+            let _ = bootstrap::send_frame(sock.as_fd(), REFUSED, m.as_bytes(), &[]);
+            sys::exit_now(1)
+        }
+    };
+    if acked.is_err() {
+        // The client is gone: nobody wants this child any more.
+        sys::exit_now(1)
+    }
+    // Standard input is `/dev/null` already (the server's).
+    let code = tramp(target, &args, fds, Some(sock.as_fd()));
+    drop(sock);
+    bootstrap::finish_child(code)
 }

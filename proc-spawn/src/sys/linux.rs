@@ -352,6 +352,105 @@ pub(crate) fn poll_readable(
     }
 }
 
+/// A reusable set of descriptors to wait on (the fork server's loop): no allocation once its
+/// capacity suffices.
+pub(crate) struct PollSet {
+    fds: Vec<libc::pollfd>,
+}
+
+impl PollSet {
+    pub(crate) fn with_capacity(n: usize) -> PollSet {
+        PollSet {
+            fds: Vec::with_capacity(n),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.fds.clear();
+    }
+
+    /// Adds `fd`, to wait until it is readable (or hung up). The set keeps only its number: the
+    /// caller keeps it open until the next [`clear`](PollSet::clear).
+    pub(crate) fn push(&mut self, fd: BorrowedFd<'_>) {
+        self.fds.push(libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+
+    /// Waits until at least one descriptor is ready (retrying on `EINTR`).
+    pub(crate) fn wait(&mut self) -> io::Result<()> {
+        loop {
+            // SAFETY: `fds` is a valid array of `len` initialised `pollfd`s, which the kernel
+            // only writes the `revents` of.
+            let r =
+                unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, -1) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Whether the `i`-th descriptor was found readable (or hung up) by the last wait.
+    pub(crate) fn ready(&self, i: usize) -> bool {
+        self.fds.get(i).is_some_and(|p| p.revents != 0)
+    }
+}
+
+/// Writes all of `bytes` to the stream socket `sock` (no `SIGPIPE`).
+pub(crate) fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::net::send(sock, bytes, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `bytes` with the descriptor `fd` attached to their first byte (`SCM_RIGHTS`), without
+/// allocating (a fork-server child acknowledges this way); the rest of `bytes`, if the socket
+/// took only part, follows without it.
+pub(crate) fn send_with_fd(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: BorrowedFd<'_>,
+) -> io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::mem::MaybeUninit;
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let fds = [fd];
+    let sent = loop {
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other(
+                "control buffer too small for a descriptor",
+            ));
+        }
+        match rustix::net::sendmsg(
+            sock,
+            &[io::IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => break n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if sent == 0 && !bytes.is_empty() {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    send_all(sock, &bytes[sent..])
+}
+
 /// Is `fd` readable right now?
 pub(crate) fn readable_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(poll_readable(&[fd], Some(Duration::ZERO))?[0])
