@@ -71,12 +71,14 @@
 //! | `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] (atomic element access) | shm |
 //! | `shared_memory.SharedMemory(name, create, size)` | [`SharedMemory::create`], [`SharedMemory::open`] | shm |
 //! | typecodes `b B h H i I q Q f d` | `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64` ([`Element`]) | shm |
+//! | `Manager()`, `m.dict()`, `m.list()`, `m.Namespace()`, `m.Value(t, v)`, `m.Queue()`, `m.Lock()`, ... | [`Manager::start`], [`Manager::dict`], [`Manager::list`], [`Manager::namespace`], [`Manager::value`], [`Manager::queue`], [`Manager::lock`], ... (typed proxies: [`DictProxy`], [`ListProxy`], ...) | manager |
+//! | `BaseManager(address, authkey)`, `register(typeid, T)`, `connect()` | [`Manager::builder`]`().address(a).authkey(k).register::<T>()` ([`Shared`]), [`Manager::connect`] | manager |
 //!
 //! The types and functions of every layer are at the crate root; the rarer items (tuning knobs
 //! such as [`sync::set_spin_limit`], diagnostics such as [`shm::heap_stats`], the layers'
 //! constants and low-level modules such as [`sync::raw`]) are reached through the layer modules.
 //! Each layer's error type is re-exported under its layer's name: [`ShmError`], [`SyncError`],
-//! [`ChannelError`], [`SpawnError`] and [`PoolError`]; they all implement
+//! [`ChannelError`], [`SpawnError`], [`PoolError`] and [`ManagerError`]; they all implement
 //! [`std::error::Error`], so `Box<dyn std::error::Error>` (as above) collects any of them.
 //!
 //! # Start methods
@@ -106,6 +108,7 @@
 //! | `channel` | [`channel`]: `Pipe`, `Connection`, `Queue`, `SimpleQueue`, `JoinableQueue`, `Listener` | `sync` |
 //! | `spawn` | [`mod@spawn`]: `Process`, start methods, contexts, [`init`] | `channel` |
 //! | `pool` | [`pool`]: `Pool`, `AsyncResult`, `ThreadPool` | `spawn` |
+//! | `manager` | [`manager`]: `Manager`, the proxies (`DictProxy`, `ListProxy`, `QueueProxy`, ...), `Shared` | `spawn` |
 //!
 //! For example `multiproc = { version = "0.1", default-features = false, features = ["sync"] }`
 //! gives the locks and shared values alone (starting processes is then up to you).
@@ -145,6 +148,11 @@ pub use proc_spawn as spawn;
 /// Layer 5, `proc-pool`: `Pool`, `AsyncResult`, `ThreadPool`.
 #[cfg(feature = "pool")]
 pub use proc_pool as pool;
+
+/// Layer 5, `proc-manager`: `Manager`, proxies to the objects its server process holds, local
+/// and remote.
+#[cfg(feature = "manager")]
+pub use proc_manager as manager;
 
 // ---- ipc-shm ---------------------------------------------------------------------------------
 
@@ -207,3 +215,17 @@ pub use proc_pool::{
 /// ([`TaskError`] is another name for it).
 #[cfg(feature = "pool")]
 pub use proc_pool::Error as PoolError;
+
+// ---- proc-manager ----------------------------------------------------------------------------
+
+#[cfg(feature = "manager")]
+pub use proc_manager::{
+    BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, Manager,
+    ManagerBuilder, NamespaceProxy, Proxy, QueueProxy, RLockProxy, SemaphoreProxy, Shared,
+    ValueProxy,
+};
+
+/// The error of the manager layer ([`manager::Error`]): `ManagerGone`, `KeyNotFound`,
+/// `IndexOutOfRange`, `WrongType`, ...
+#[cfg(feature = "manager")]
+pub use proc_manager::Error as ManagerError;

@@ -29,3 +29,6 @@ pub use proc_spawn::{
 
 #[cfg(feature = "pool")]
 pub use proc_pool::{AsyncResult, Pool, ThreadPool};
+
+#[cfg(feature = "manager")]
+pub use proc_manager::{DictProxy, ListProxy, Manager, NamespaceProxy, ValueProxy};
