@@ -60,8 +60,8 @@ pub enum Error {
     Codec(String),
     /// The peer broke the protocol (a reply of the wrong shape, a malformed request).
     Protocol(String),
-    /// The operation needs the manager that started the server (`shutdown` on a manager
-    /// reached with `connect`).
+    /// The operation needs the manager that started the server, in the process that started
+    /// it (`shutdown` on a manager reached with `connect`, or on a copy in a forked child).
     NotServerOwner,
     /// A bad argument (an empty authkey, zero barrier parties, ...).
     InvalidArgument(String),

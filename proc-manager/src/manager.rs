@@ -191,6 +191,7 @@ impl<R: Registry> ManagerBuilder<R> {
                 owned: Some(Mutex::new(Owned {
                     pipe: Some(mine),
                     process,
+                    pid: std::process::id(),
                 })),
             }),
         })
@@ -200,6 +201,9 @@ impl<R: Registry> ManagerBuilder<R> {
 struct Owned {
     pipe: Option<Connection>,
     process: Process,
+    /// The process that started the server: a copy of the manager in a forked child does not
+    /// stop it when dropped.
+    pid: u32,
 }
 
 struct Inner {
@@ -213,6 +217,9 @@ impl Inner {
             return Err(Error::NotServerOwner);
         };
         let mut o = owned.lock().unwrap_or_else(|e| e.into_inner());
+        if o.pid != std::process::id() {
+            return Err(Error::NotServerOwner);
+        }
         if let Some(pipe) = o.pipe.take() {
             // Ask, then wait for the acknowledgement (or the end of the pipe).
             if pipe.send(&OwnerMsg::Shutdown).is_ok() {
