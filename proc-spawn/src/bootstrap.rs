@@ -520,6 +520,56 @@ pub(crate) fn verify(msg: &BootMsg) -> Result<(usize, Trampoline), String> {
     Ok((target, tramp))
 }
 
+/// What a child that received `BOOT` would run, once checked: for the hostile-input tests and
+/// fuzz targets, which feed [`fuzz_read_boot`] arbitrary bytes and descriptors.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootCheck {
+    /// Descriptors that came with the message (arguments' handles and the parent's pidfd).
+    pub fds: usize,
+    /// The resolved target address (inside this executable's code).
+    pub target: usize,
+    /// The resolved trampoline address (inside this executable's code).
+    pub trampoline: usize,
+}
+
+/// Reads one bootstrap message from `sock` exactly as a spawned child does ([`read_boot`]:
+/// framing, postcard decoding, descriptor count) and checks it ([`verify`]), without running
+/// anything. For the hostile-input tests and fuzz targets only.
+#[doc(hidden)]
+pub fn fuzz_read_boot(sock: BorrowedFd<'_>) -> Result<BootCheck, String> {
+    let (msg, fds) = read_boot(sock)?;
+    let (target, trampoline) = verify(&msg)?;
+    Ok(BootCheck {
+        fds: fds.len(),
+        target,
+        trampoline: trampoline as usize,
+    })
+}
+
+/// A well-formed `BOOT` frame (header and payload) that this executable accepts, announcing
+/// `arg_fds` argument descriptors and, when `parent_pidfd`, a pidfd after them: the seed that
+/// the hostile-input tests and fuzz targets mutate.
+#[doc(hidden)]
+pub fn fuzz_sample_boot_frame(arg_fds: u32, parent_pidfd: bool) -> Vec<u8> {
+    let msg = BootMsg {
+        version: VERSION,
+        identity: sys::exe_info().identity.clone(),
+        target: offset_of(anchor as fn() -> usize as usize),
+        trampoline: offset_of(trampoline::<u8, ()> as Trampoline as usize),
+        args: vec![7],
+        arg_fds,
+        parent_pidfd,
+        name: "Process-1".into(),
+        daemon: false,
+        id_path: vec![1],
+        parent: ProcessInfo::new("MainProcess".into(), sys::getpid(), false),
+        method: 1,
+    };
+    // Encoding a plain struct into a Vec cannot fail.
+    frame(BOOT, &postcard::to_allocvec(&msg).unwrap_or_default())
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -109,6 +109,9 @@ mod start;
 mod sys;
 
 pub use bootstrap::NO_HOOK_ENV;
+// For the hostile-input tests and fuzz targets (tests/hostile_bootstrap.rs, fuzz/): not API.
+#[doc(hidden)]
+pub use bootstrap::{fuzz_read_boot, fuzz_sample_boot_frame, BootCheck};
 pub use context::{
     force_start_method, get_all_start_methods, get_context, get_start_method, set_start_method,
     Context, StartMethod, START_METHOD_ENV,
