@@ -81,6 +81,12 @@ const BLOCK_LIVE: u32 = 0x4556_494c;
 const BLOCK_FREE: u32 = 0x4545_5246;
 /// The class recorded for the only block of a dedicated arena.
 const DEDICATED: u32 = u32::MAX;
+/// How long a thread waits for an arena lock that a *live* thread holds before giving up on
+/// the arena: an allocation moves on to another arena (and skips this one from then on), a
+/// free leaks its block. Legitimate holders keep the lock for a few instructions; a holder
+/// that keeps it for seconds is stopped, or hostile (a peer that sent a forged arena whose
+/// lock word names a live thread), and must not hang this process.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The arena header, at offset 0 of every arena. Only atomics: every process reads and writes
 /// it concurrently through shared references.
@@ -122,6 +128,9 @@ pub(crate) struct Arena {
     seg: Segment,
     id: u128,
     dedicated: bool,
+    /// Set (in this process only) once waiting for the arena's lock ran out of patience:
+    /// allocations skip the arena from then on.
+    wedged: AtomicBool,
 }
 
 /// Holds an arena's free-list lock; releases it on drop.
@@ -167,7 +176,12 @@ impl Arena {
         let mut idb = [0u8; 16];
         sys::random_bytes(&mut idb).map_err(|e| Error::io("getrandom", e))?;
         let id = u128::from_le_bytes(idb);
-        let arena = Arena { seg, id, dedicated };
+        let arena = Arena {
+            seg,
+            id,
+            dedicated,
+            wedged: AtomicBool::new(false),
+        };
         let h = arena.header();
         h.id[0].store(id as u64, Ordering::Relaxed);
         h.id[1].store((id >> 64) as u64, Ordering::Relaxed);
@@ -180,7 +194,12 @@ impl Arena {
 
     /// Checks a received arena's header against what the message announced.
     fn adopt(seg: Segment, id: u128, dedicated: bool) -> Result<Arena, TransferError> {
-        let arena = Arena { seg, id, dedicated };
+        let arena = Arena {
+            seg,
+            id,
+            dedicated,
+            wedged: AtomicBool::new(false),
+        };
         let h = arena.header();
         let wrong = |detail: &str| TransferError::WrongKind {
             what: "shared heap block",
@@ -202,13 +221,16 @@ impl Arena {
         Ok(arena)
     }
 
-    fn lock(&self) -> ArenaLock<'_> {
+    /// Takes the arena's free-list lock, overtaking a dead holder; `None` (and the arena
+    /// marked wedged) when a live holder keeps it longer than [`LOCK_PATIENCE`].
+    fn lock(&self) -> Option<ArenaLock<'_>> {
         let word = &self.header().lock;
         let me = sys::gettid();
         let mut spins: u32 = 0;
+        let mut since: Option<std::time::Instant> = None;
         loop {
             match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return ArenaLock(word),
+                Ok(_) => return Some(ArenaLock(word)),
                 Err(holder) => {
                     spins = spins.wrapping_add(1);
                     if holder != 0
@@ -218,7 +240,14 @@ impl Arena {
                             .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
                             .is_ok()
                     {
-                        return ArenaLock(word);
+                        return Some(ArenaLock(word));
+                    }
+                    if spins % 256 == 0 {
+                        let start = *since.get_or_insert_with(std::time::Instant::now);
+                        if start.elapsed() >= LOCK_PATIENCE {
+                            self.wedged.store(true, Ordering::Relaxed);
+                            return None;
+                        }
                     }
                     if spins < 64 {
                         core::hint::spin_loop();
@@ -242,7 +271,7 @@ impl Arena {
     fn alloc_small(&self, class: u32) -> Option<usize> {
         let size = 1usize << class;
         let len = self.len();
-        let lock = self.lock();
+        let lock = self.lock()?;
         let h = self.header();
         let head = h.free[class as usize].load(Ordering::Relaxed) as usize;
         if head != 0 {
@@ -317,7 +346,10 @@ impl Arena {
         let Some(start) = small_block_start(payload, class, pad, self.len()) else {
             return; // corrupted header: leak the block rather than corrupt the free list
         };
-        let lock = self.lock();
+        // A lock held for good by a live thread (a stopped or hostile peer): leak the block.
+        let Some(lock) = self.lock() else {
+            return;
+        };
         self.push_free(&lock, start, class);
     }
 
@@ -596,12 +628,14 @@ fn alloc_shared(class: u32, pad: usize) -> Result<(Arc<Arena>, usize), Error> {
             .and_then(|id| heap.arenas.get(&id))
             .and_then(Weak::upgrade)
         {
-            v.push(a);
+            if !a.wedged.load(Ordering::Relaxed) {
+                v.push(a);
+            }
         }
         for (id, w) in heap.arenas.iter() {
             if Some(*id) != current {
                 if let Some(a) = w.upgrade() {
-                    if !a.dedicated {
+                    if !a.dedicated && !a.wedged.load(Ordering::Relaxed) {
                         v.push(a);
                     }
                 }
@@ -1056,5 +1090,28 @@ mod tests {
             matches!(got, Ok(Some(_))),
             "the waiter did not take the lock over from a zombie: {got:?}"
         );
+    }
+
+    #[test]
+    fn a_live_holder_that_never_lets_go_wedges_only_its_arena() {
+        // A forged or stopped arena: the lock word names a live thread (this one) that will
+        // never release it. Allocation gives up on the arena and frees leak, both in bounded
+        // time; the rest of the heap works on.
+        let a = Arc::new(Arena::create(ARENA_SIZE, false).unwrap());
+        let start = a.alloc_small(MIN_CLASS).unwrap();
+        let payload = init_block(&a, start, MIN_CLASS, BLOCK_HEADER);
+        a.header().lock.store(sys::gettid(), Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        assert!(a.alloc_small(MIN_CLASS).is_none());
+        assert!(a.wedged.load(Ordering::SeqCst));
+        a.free_block(payload);
+        assert!(t.elapsed() < LOCK_PATIENCE * 2 + std::time::Duration::from_secs(10));
+        // The leaked block stays marked free, off every list.
+        assert_eq!(
+            a.header().free[MIN_CLASS as usize].load(Ordering::SeqCst),
+            0
+        );
+        let v = alloc(8, 8).unwrap();
+        assert!(!Arc::ptr_eq(&v.arena, &a));
     }
 }
