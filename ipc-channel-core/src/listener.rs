@@ -208,11 +208,27 @@ impl Listener {
     /// [`Error::Io`] when the directory or socket cannot be made.
     pub fn bind_temp(authkey: Option<&[u8]>) -> Result<Listener> {
         let authkey = check_key(authkey)?;
-        let mut rnd = [0u8; 8];
-        getrandom(&mut rnd)?;
-        let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("multiproc-{name}"));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        // Like Python's `tempfile.mkdtemp`: a fresh directory (never an existing one, so no
+        // one can have planted it or a symlink by that name), retrying on a collision.
+        let mut attempts = 0;
+        let dir = loop {
+            let mut rnd = [0u8; 8];
+            getrandom(&mut rnd)?;
+            let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+            let dir = std::env::temp_dir().join(format!("multiproc-{name}"));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // The mode asked of mkdir is reduced by the umask; make it exactly 0700.
+        if let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)) {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e.into());
+        }
         let path = dir.join("listener.sock");
         let l = match UnixListener::bind(&path) {
             Ok(l) => l,
