@@ -168,9 +168,12 @@ pub(crate) fn default_method() -> Result<StartMethod> {
     Ok(store_if_unset(initial_default()?))
 }
 
-/// Sets the method in a child: the one that started it.
+/// Sets the method in a child: the one that started it. Writes nothing when it is set already
+/// (the fork server sets it before forking, sparing each child a copied page).
 pub(crate) fn set_child_method(method: StartMethod) {
-    force_start_method(Some(method));
+    if load() != Some(method) {
+        force_start_method(Some(method));
+    }
 }
 
 /// The start methods this platform offers, the default first:

@@ -242,6 +242,8 @@ struct Kid {
 /// copied, each page of code or read-only data touched for the first time is mapped) and, for
 /// some, a lazy symbol lookup by the dynamic linker.
 fn prepare_for_children() {
+    // The start method every child reports (the server itself starts no process).
+    context::set_child_method(StartMethod::ForkServer);
     // The executable's identity and code ranges, which every request is checked against.
     let _ = sys::exe_info();
     // Standard input: `/dev/null` for every child (Python's `os.devnull`), opened once.
