@@ -30,7 +30,7 @@ use rustix::net::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ring_core::CrashPoint;
-use super::{lock_raw, try_lock_raw, RecvBuf};
+use super::{lock_raw, try_lock_raw, Held, RecvBuf};
 use crate::connection::poll_fd;
 use crate::err::{Error, Result};
 
@@ -57,6 +57,11 @@ pub(crate) struct PipeCtrl {
     max_msg: AtomicU64,
     /// Free places of a bounded queue (unused when `maxsize` is 0).
     slots: RawSemaphore,
+    /// 1 while the holder of `write_lock` holds a place of a bounded queue and has not sent
+    /// the first record of its message yet (after that, the consumer that reads the first
+    /// record frees the place). A producer that takes the lock over from a dead holder frees
+    /// the dead one's place when this is 1, so a killed producer never shrinks the queue.
+    put_pending: AtomicU64,
 }
 
 // SAFETY: repr(C) of ipc-sync raw primitives (themselves ShmSafe) and atomics: no pointers, the
@@ -135,6 +140,7 @@ impl PipeQueue {
             maxsize: AtomicU64::new(maxsize as u64),
             max_msg: AtomicU64::new(max_msg),
             slots: RawSemaphore::new(slots),
+            put_pending: AtomicU64::new(0),
         })
         .map_err(|e| Error::Shm(e.to_string()))?;
         Ok(PipeQueue {
@@ -181,29 +187,35 @@ impl PipeQueue {
             });
         }
         let bounded = self.maxsize() > 0;
-        if bounded && !self.ctrl.slots.acquire_until(deadline) {
+        // The write lock first, then a place: a producer killed while it waits for either
+        // holds nothing the others need back (see `put_pending`).
+        let Some(acquired) = self.ctrl.write_lock.lock_until(deadline) else {
             return Err(Error::Timeout);
+        };
+        let held = Held {
+            lock: &self.ctrl.write_lock,
+        };
+        if acquired.owner_died() && self.ctrl.put_pending.swap(0, Ordering::AcqRel) == 1 {
+            // The dead holder had taken a place and sent nothing: give the place back. (A
+            // message it left without LAST is dropped by consumers when our FIRST arrives.)
+            let _ = self.ctrl.slots.release();
         }
-        let held = match lock_raw(&self.ctrl.write_lock, deadline) {
-            Some(h) => h,
-            None => {
-                if bounded {
-                    let _ = self.ctrl.slots.release();
-                }
+        if bounded {
+            if !self.ctrl.slots.acquire_until(deadline) {
                 return Err(Error::Timeout);
             }
-        };
-        // A producer that died mid-message left it without LAST: consumers drop it when our
-        // FIRST arrives, so there is nothing to repair here.
+            self.ctrl.put_pending.store(1, Ordering::Release);
+        }
         let r = self.send_message(bytes, fds, deadline, hook);
         if r.is_ok() {
             hook(CrashPoint::PutBeforeFlip);
             self.ctrl.put_count.fetch_add(1, Ordering::AcqRel);
         }
-        drop(held);
-        if r.is_err() && bounded {
+        // Still pending: the first record never went out, so the place is ours to return.
+        if self.ctrl.put_pending.swap(0, Ordering::AcqRel) == 1 {
             let _ = self.ctrl.slots.release();
         }
+        drop(held);
         r
     }
 
@@ -264,7 +276,14 @@ impl PipeQueue {
                     )
                 };
                 match (r, deadline) {
-                    (Ok(_), _) => break,
+                    (Ok(_), _) => {
+                        if sent == 0 {
+                            // The first record is out: the consumer that reads it frees the
+                            // place of a bounded queue.
+                            self.ctrl.put_pending.store(0, Ordering::Release);
+                        }
+                        break;
+                    }
                     (Err(Errno::INTR), _) => continue,
                     (Err(Errno::AGAIN), Some(d)) if sent == 0 => {
                         // The socket buffer is full: wait for room until the deadline.
@@ -306,17 +325,34 @@ impl PipeQueue {
         if r.is_ok() {
             hook(CrashPoint::GetBeforeFree);
         }
-        // A message refused after its first record was read (descriptors that could not be
-        // installed, a length over the maximum, a wrong length) is gone from the socket too:
-        // it is counted as taken and its place freed, or a bounded queue would shrink for good.
-        if taken {
+        drop(held);
+        r
+    }
+
+    /// Counts a message as taken (and frees its place in a bounded queue) the moment its
+    /// first record is read, not when the whole message is: a consumer killed while it
+    /// assembles the rest would otherwise leave `qsize` one too high and a bounded queue one
+    /// place short for good. A message refused after its first record (descriptors that could
+    /// not be installed, a length over the maximum, a wrong length) is gone from the socket
+    /// too, so it stays counted.
+    fn take_first(&self, taken: &mut bool) {
+        if !*taken {
+            *taken = true;
             self.ctrl.get_count.fetch_add(1, Ordering::AcqRel);
         }
-        drop(held);
-        if taken && self.maxsize() > 0 {
+        // Each first record frees one place, also that of a message abandoned by a dead
+        // producer (which never got its place back itself).
+        if self.maxsize() > 0 {
             let _ = self.ctrl.slots.release();
         }
-        r
+    }
+
+    /// Uncounts a partial message whose producer died: its `put` never counted it.
+    fn untake(&self, taken: &mut bool) {
+        if *taken {
+            *taken = false;
+            self.ctrl.get_count.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Reads records until one whole message is assembled in `buf`. Sets `taken` once the first
@@ -354,7 +390,7 @@ impl PipeQueue {
                 if let Some(_w) = try_lock_raw(&self.ctrl.write_lock) {
                     if !poll_fd(self.rx.0.as_fd(), Some(Duration::ZERO))? {
                         assembling = None;
-                        *taken = false;
+                        self.untake(taken);
                         buf.used = 0;
                         fds.clear();
                     }
@@ -408,10 +444,11 @@ impl PipeQueue {
             let total = u64::from_le_bytes(b8);
             let data = n - HDR;
             if flags & FIRST != 0 {
-                // A new message; a half-assembled one was abandoned by a dead producer.
+                // A new message; a half-assembled one was abandoned by a dead producer (it
+                // stays counted in place of this one).
                 buf.used = 0;
                 fds.clear();
-                *taken = true;
+                self.take_first(taken);
                 if fds_lost {
                     // The kernel could not install every descriptor (this process is at its
                     // descriptor limit): the message cannot be delivered whole. Its other
