@@ -7,11 +7,26 @@ use std::time::Duration;
 
 use ipc_shm::{ShmBox, ShmSafe};
 use ipc_sync::futex::{self, Deadline};
+use ipc_sync::raw::RawLock;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::err::{Error, Result};
 use crate::queue::{Queue, QueueBuilder};
+
+/// How many `put`s at once are tracked so that a producer killed inside one gives its count
+/// back (more concurrent `put`s than this are counted untracked, as before).
+const PUT_SLOTS: usize = 32;
+
+/// A `put` in flight: `lock` is held by the producing thread for the whole `put`, and
+/// `counted` is 1 while the item is counted but not yet in the queue. A robust lock found with
+/// a dead owner and `counted == 1` is a producer that died inside `put` (say, blocked on a
+/// full queue): its count is given back, or `join` would wait for an item never put.
+#[repr(C)]
+struct PutSlot {
+    lock: RawLock,
+    counted: AtomicU64,
+}
 
 /// The shared task counter.
 #[repr(C)]
@@ -20,10 +35,67 @@ struct Tasks {
     /// Bumped whenever `unfinished` reaches zero; `join` sleeps on it.
     seq: AtomicU32,
     waiters: AtomicU32,
+    puts: [PutSlot; PUT_SLOTS],
 }
 
-// SAFETY: repr(C) of atomics: no pointers, all-zero is valid, mutated through `&self`, no Drop.
+// SAFETY: repr(C) of atomics and ipc-sync raw locks (repr(C) atomics themselves): no pointers,
+// all-zero is valid (an unlocked lock, nothing counted), mutated through `&self`, no Drop.
 unsafe impl ShmSafe for Tasks {}
+
+impl Tasks {
+    /// Takes one off `unfinished` (never below zero), waking `join` when it reaches zero.
+    fn finish_one(&self) -> bool {
+        match self
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        {
+            Ok(prev) => {
+                if prev == 1 {
+                    self.seq.fetch_add(1, Ordering::SeqCst);
+                    if self.waiters.load(Ordering::SeqCst) > 0 {
+                        futex::wake_all(&self.seq);
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives back the counts of producers that died inside `put`.
+    fn reap_dead_puts(&self) {
+        for slot in &self.puts {
+            if !slot.lock.is_locked() {
+                continue;
+            }
+            if let Some(acquired) = slot.lock.try_lock() {
+                if acquired.owner_died() && slot.counted.swap(0, Ordering::AcqRel) == 1 {
+                    self.finish_one();
+                }
+                // SAFETY: acquired just above by this thread; nothing else is accessed
+                // through this acquisition after the release.
+                unsafe { slot.lock.unlock() };
+            }
+        }
+    }
+
+    /// Claims a free slot for a `put` by this thread (repairing it first if a dead producer
+    /// left it), or `None` when all are busy.
+    fn claim(&self) -> Option<&PutSlot> {
+        for slot in &self.puts {
+            if slot.lock.is_locked() {
+                continue;
+            }
+            if let Some(acquired) = slot.lock.try_lock() {
+                if acquired.owner_died() && slot.counted.swap(0, Ordering::AcqRel) == 1 {
+                    self.finish_one();
+                }
+                return Some(slot);
+            }
+        }
+        None
+    }
+}
 
 /// A [`Queue`] whose consumers call [`task_done`](JoinableQueue::task_done) once per item they
 /// finished, so that [`join`](JoinableQueue::join) can wait until every item put has been
@@ -105,6 +177,10 @@ impl<T> JoinableQueue<T> {
             unfinished: AtomicU64::new(0),
             seq: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            puts: std::array::from_fn(|_| PutSlot {
+                lock: RawLock::new(),
+                counted: AtomicU64::new(0),
+            }),
         })
         .map_err(|e| Error::Shm(e.to_string()))?;
         Ok(JoinableQueue {
@@ -138,8 +214,9 @@ impl<T> JoinableQueue<T> {
         self.queue.close()
     }
 
-    /// Items put and not yet marked done.
+    /// Items put and not yet marked done (a producer killed inside `put` does not count).
     pub fn unfinished_tasks(&self) -> u64 {
+        self.tasks.reap_dead_puts();
         self.tasks.unfinished.load(Ordering::Acquire)
     }
 
@@ -150,18 +227,11 @@ impl<T> JoinableQueue<T> {
     /// [`Error::TaskDoneTooManyTimes`] when there is no unfinished item (Python's
     /// `ValueError('task_done() called too many times')`).
     pub fn task_done(&self) -> Result<()> {
-        let t = &*self.tasks;
-        let prev = t
-            .unfinished
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .map_err(|_| Error::TaskDoneTooManyTimes)?;
-        if prev == 1 {
-            t.seq.fetch_add(1, Ordering::SeqCst);
-            if t.waiters.load(Ordering::SeqCst) > 0 {
-                futex::wake_all(&t.seq);
-            }
+        if self.tasks.finish_one() {
+            Ok(())
+        } else {
+            Err(Error::TaskDoneTooManyTimes)
         }
-        Ok(())
     }
 
     /// Waits until every item put has been marked done.
@@ -186,6 +256,9 @@ impl<T> JoinableQueue<T> {
     fn join_deadline(&self, deadline: Option<Deadline>) -> Result<bool> {
         let t = &*self.tasks;
         loop {
+            // A producer that died inside `put` (say, blocked on a full queue) counted an item
+            // that will never come: give its count back.
+            t.reap_dead_puts();
             let seen = t.seq.load(Ordering::SeqCst);
             if t.unfinished.load(Ordering::SeqCst) == 0 {
                 return Ok(true);
@@ -196,7 +269,8 @@ impl<T> JoinableQueue<T> {
             t.waiters.fetch_add(1, Ordering::SeqCst);
             if t.unfinished.load(Ordering::SeqCst) != 0 && t.seq.load(Ordering::SeqCst) == seen {
                 // Re-check every 100 ms: a worker that died between its decrement and the
-                // wake-up must not leave `join` asleep for good.
+                // wake-up, or a producer that died inside `put`, must not leave `join` asleep
+                // for good.
                 let tick = Deadline::after(Duration::from_millis(100));
                 futex::wait(&t.seq, seen, Some(deadline.map_or(tick, |d| d.min(tick))));
             }
@@ -208,14 +282,22 @@ impl<T> JoinableQueue<T> {
 impl<T: Serialize> JoinableQueue<T> {
     fn counted(&self, r: impl FnOnce() -> Result<()>) -> Result<()> {
         // Counted before the item becomes visible, so a fast consumer's task_done never runs
-        // ahead of the count; given back if the put fails.
+        // ahead of the count; given back if the put fails, or (through the slot) if this
+        // process dies inside the put.
+        let slot = self.tasks.claim();
         self.tasks.unfinished.fetch_add(1, Ordering::AcqRel);
+        if let Some(s) = slot {
+            s.counted.store(1, Ordering::Release);
+        }
         let out = r();
         if out.is_err() {
-            let _ = self
-                .tasks
-                .unfinished
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            self.tasks.finish_one();
+        }
+        if let Some(s) = slot {
+            s.counted.store(0, Ordering::Release);
+            // SAFETY: `claim` acquired this slot's lock on this thread; the slot is not used
+            // through this acquisition after the release.
+            unsafe { s.lock.unlock() };
         }
         out
     }
