@@ -1,0 +1,83 @@
+//! Hostile input at length (issue #9, "Hostile input"): the harnesses of the four fuzz targets
+//! (`fuzz/harness/*.rs`, shared word for word with the fuzz targets and with their proptest
+//! twins in `cargo test`) run on random scripts: frames a `Connection` reads, handle-transfer
+//! tables, bootstrap messages, and hostile peers in the authkey handshake.
+//!
+//! One iteration is one script through one harness. A failure is a script whose harness
+//! panicked (the script is printed in hex, to replay it with the fuzz target or a test); a
+//! leak is a descriptor still open after all the scripts of a harness.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::{Rng, Scale, Tally};
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../fuzz/harness/bootstrap.rs"]
+mod bootstrap;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../fuzz/harness/frames.rs"]
+mod frames;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../fuzz/harness/handshake.rs"]
+mod handshake;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../fuzz/harness/transfer.rs"]
+mod transfer;
+
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Runs `harness` on `n` random scripts of up to `max_len` bytes.
+fn drive(name: &str, n: u64, max_len: u64, scale: &Scale, t: &mut Tally, harness: fn(&[u8])) {
+    let mut rng = Rng::new();
+    let before = open_fds();
+    for _ in 0..n {
+        if scale.out_of_time() {
+            break;
+        }
+        let len = rng.below(max_len + 1) as usize;
+        let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let r = panic::catch_unwind(AssertUnwindSafe(|| harness(&data)));
+        t.iterations += 1;
+        if r.is_err() {
+            t.fail(format!(
+                "{name}: the harness panicked on script {}",
+                hex(&data)
+            ));
+        }
+    }
+    let after = open_fds();
+    t.leak(
+        after.saturating_sub(before),
+        format!("{name}: {before} descriptors open before its scripts, {after} after"),
+    );
+}
+
+/// The four harnesses: 100 scripts each at the reduced size (50 handshakes), 200,000 at full
+/// size (20,000 handshakes, which make real sockets and wait for the victim).
+pub fn hostile_input(scale: &Scale, t: &mut Tally) {
+    drive("frames", scale.pick(100, 200_000), 1200, scale, t, |d| {
+        frames::run(d, false)
+    });
+    drive("transfer", scale.pick(100, 200_000), 600, scale, t, |d| {
+        transfer::run(d, false)
+    });
+    drive("bootstrap", scale.pick(100, 200_000), 600, scale, t, |d| {
+        bootstrap::run(d, false)
+    });
+    drive(
+        "handshake",
+        scale.pick(50, 20_000),
+        200,
+        scale,
+        t,
+        handshake::run,
+    );
+}
