@@ -331,3 +331,39 @@ fn seeds_of_every_script_step_pass_the_harness() {
         }
     }
 }
+
+#[test]
+fn a_client_dripping_one_byte_at_a_time_cannot_stretch_the_timeout() {
+    // The handshake timeout bounds the whole handshake, not each read: a peer that keeps
+    // sending a byte now and then is cut off at the deadline all the same.
+    let mut l = Listener::bind_temp(Some(KEY)).unwrap();
+    l.set_handshake_timeout(Duration::from_millis(500));
+    let path = unix_path(&l);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let drip = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&path).unwrap();
+        let mut hello = vec![1, 1];
+        hello.extend_from_slice(&[4u8; 32]);
+        let bytes = frame(1, &hello);
+        for b in bytes.iter().cycle() {
+            if stop2.load(std::sync::atomic::Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let start = Instant::now();
+    let r = l.accept();
+    let took = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drip.join().unwrap();
+    match r {
+        Err(Error::Handshake(m)) => assert!(m.contains("within the handshake timeout"), "{m}"),
+        other => panic!("a dripping client: {:?}", other.map(|_| ())),
+    }
+    assert!(
+        took < Duration::from_millis(500) + Duration::from_secs(2),
+        "{took:?}"
+    );
+}
