@@ -8,6 +8,7 @@
 mod bench;
 mod examples;
 mod matrix;
+mod soak;
 mod test;
 mod tidy;
 mod util;
@@ -22,6 +23,7 @@ commands:
                                      build, docs; a summary table; non-zero exit on failure
   bench  [--quick] [--filter <re>]   run the criterion benchmarks
   matrix [--only <crate>]            crates x start methods x feature sets x targets
+  soak   [--minutes N] [--only <f>]  the fault, soak and load suite at full size (issue #9)
   tidy                               source policy checks (//! headers, SAFETY comments, stubs)
 ";
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "matrix" => matrix::run(rest),
+        "soak" => soak::run(rest),
         "tidy" => tidy::run_cli(),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
