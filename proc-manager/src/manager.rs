@@ -147,6 +147,7 @@ impl<R: Registry> ManagerBuilder<R> {
     /// such as a pool worker), [`Error::Bind`] when it cannot listen at the address.
     pub fn start(mut self) -> Result<Manager> {
         let authkey = self.key()?;
+        let temp_dir = self.address.is_none();
         let (mine, theirs) = Pipe::new().map_err(map_channel)?;
         let ctx = self.ctx.unwrap_or_else(Context::default_context);
         let boot = Boot {
@@ -192,6 +193,7 @@ impl<R: Registry> ManagerBuilder<R> {
                     pipe: Some(mine),
                     process,
                     pid: std::process::id(),
+                    temp_dir,
                 })),
             }),
         })
@@ -204,6 +206,8 @@ struct Owned {
     /// The process that started the server: a copy of the manager in a forked child does not
     /// stop it when dropped.
     pid: u32,
+    /// The server listens in a private directory made for it (removed with the socket).
+    temp_dir: bool,
 }
 
 struct Inner {
@@ -226,13 +230,25 @@ impl Inner {
                 let _ = pipe.recv_timeout::<OwnerMsg>(STOP_TIMEOUT);
             }
         }
-        match o.process.join_timeout(STOP_TIMEOUT) {
+        let r = match o.process.join_timeout(STOP_TIMEOUT) {
             Ok(Some(_)) => Ok(()),
             _ => {
                 let _ = o.process.kill();
                 o.process.join().map_err(Error::Start)
             }
+        };
+        // A server that was killed could not remove its socket: do it for it.
+        if let Address::Unix(path) = &self.ep.address {
+            if path.exists() {
+                let _ = std::fs::remove_file(path);
+            }
+            if o.temp_dir {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
         }
+        r
     }
 }
 
