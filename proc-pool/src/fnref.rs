@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::wire::{ChunkError, ChunkResults};
-use crate::worker::catch_task;
+use crate::worker::run_chunk;
 
 /// A function to run over chunks, as it crosses to a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +68,7 @@ macro_rules! each_item {
                 out: &mut Vec<u8>,
             ) -> Result<Vec<OwnedFd>, proc_spawn::Error> {
                 let items: Vec<($($arg,)+)> = decode_chunk(input, fds)?;
-                let results =
-                    ChunkResults::collect(items, |($($var,)+)| catch_task(|| f($($var),+)));
+                let results = run_chunk(items, |($($var,)+)| f($($var),+));
                 encode_results(&results, out)
             }
         }

@@ -7,7 +7,7 @@
 //! thread (an argument that cannot be encoded is an error there, as in Python), and queues
 //! them. Chunks are assigned to the least-loaded workers, at most `window` chunks in flight per
 //! worker; the window adapts to how long chunks take (about 2 ms of queued work per worker, from
-//! 1 to 64 chunks), so trivial tasks are sent in batches and slow ones one at a time. Each
+//! 1 to 1024 chunks), so trivial tasks are sent in batches and slow ones one at a time. Each
 //! worker has its own duplex connection; the caller's thread sends directly (no thread hop on
 //! the `apply_async` path); refills after results go through a dispatcher thread, so the result
 //! thread never blocks on a send (which could deadlock with a worker blocked sending a result).
@@ -50,7 +50,7 @@ use crate::wire::{wrap_fds, FromWorker, ToWorker};
 use crate::worker::{worker_main, InitCall, WorkerBoot};
 
 /// The most chunks in flight to one worker.
-const MAX_WINDOW: usize = 64;
+const MAX_WINDOW: usize = 1024;
 /// The work (in nanoseconds of chunk run time) the window aims to keep queued per worker.
 const WINDOW_TARGET_NANOS: f64 = 2_000_000.0;
 /// A batch message stops growing past this many bytes of arguments.

@@ -12,7 +12,7 @@ use crate::imap::{IMap, ImapDeliver, ImapState};
 use crate::pool::default_chunksize;
 use crate::waiting::{wait_until, Waited};
 use crate::wire::ChunkResults;
-use crate::worker::catch_task;
+use crate::worker::{catch_task, run_chunk};
 
 /// A queued task: called with `None` to run, with `Some(error)` to fail without running.
 type Task = Box<dyn FnOnce(Option<Error>) + Send>;
@@ -267,7 +267,7 @@ where
         let n = items.len();
         let results: Items<R> = match fail {
             Some(e) => Items::failed(n, &e),
-            None => match ChunkResults::collect(items, |a| catch_task(|| f(a))) {
+            None => match run_chunk(items, |a| f(a)) {
                 ChunkResults::All(v) => Items::All(v),
                 ChunkResults::Each(v) => {
                     Items::Each(v.into_iter().map(|r| r.map_err(Error::from)).collect())

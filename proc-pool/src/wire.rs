@@ -11,7 +11,7 @@
 //!
 //! A worker runs its chunks in the order they arrived. Before it starts one it bumps a counter
 //! in shared memory (`started`); it sends answers in batches (at once when it has nothing else
-//! queued or a result waited 200 µs; at most 64 per message), so trivial tasks cost a fraction
+//! queued or a result waited 200 µs; at most 256 per message), so trivial tasks cost a fraction
 //! of a message each. When a worker dies the pool reads the counter: the chunks it started and
 //! did not answer (the one it was running, and any whose answers it had not sent yet) fail with
 //! `WorkerLost`; the chunks it never started go to other workers — no chunk runs twice.
@@ -135,32 +135,6 @@ pub(crate) enum FromWorker {
 pub(crate) enum ChunkResults<R> {
     All(Vec<R>),
     Each(Vec<Result<R, ItemError>>),
-}
-
-impl<R> ChunkResults<R> {
-    /// Runs `f` over `items` (each call through `run`, which catches panics), collecting the
-    /// values until the first failure and each outcome from then on.
-    pub(crate) fn collect<A>(
-        items: Vec<A>,
-        mut run: impl FnMut(A) -> Result<R, ItemError>,
-    ) -> ChunkResults<R> {
-        let n = items.len();
-        let mut it = items.into_iter();
-        let mut oks: Vec<R> = Vec::with_capacity(n);
-        for a in it.by_ref() {
-            match run(a) {
-                Ok(v) => oks.push(v),
-                Err(e) => {
-                    let mut each: Vec<Result<R, ItemError>> = Vec::with_capacity(n);
-                    each.extend(oks.into_iter().map(Ok));
-                    each.push(Err(e));
-                    each.extend(it.map(run));
-                    return ChunkResults::Each(each);
-                }
-            }
-        }
-        ChunkResults::All(oks)
-    }
 }
 
 /// Why one item failed inside a chunk that ran.
