@@ -270,10 +270,11 @@ fn small_frame(kind: u8, value: [u8; 4]) -> [u8; 13] {
 /// it is single-threaded and forks safely.
 ///
 /// Every page the server writes after a fork is copied while the child lives, and every page
-/// of code a child runs for the first time is mapped by a page fault: the loop therefore
-/// allocates nothing once warm (the poll set and the receive buffer are reused), requests are
-/// checked before the fork (a refused one forks nothing), and the child's own path
-/// ([`child`]) allocates nothing before its target runs.
+/// of code a child runs for the first time is mapped by a page fault: the loop therefore reuses
+/// its poll set, receive buffer and descriptor vector (what it still allocates per request is
+/// the decoded request, and the receive call's control buffer), requests are checked before
+/// the fork (a refused one forks nothing), and the child's own path ([`child`]) allocates
+/// nothing before its target runs.
 pub(crate) fn serve(control: OwnedFd) -> ! {
     sys::ignore_sigint(true);
     prepare_for_children();
