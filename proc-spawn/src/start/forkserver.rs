@@ -392,7 +392,8 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
 
 /// A child of the fork server, from the fork to `_exit`: [`bootstrap::become_child`] for a
 /// request the server has checked already, without a memory allocation before the target
-/// runs (the allocator's state would be copied page by page).
+/// runs (the allocator's state would be copied page by page), except a daemon's thread that
+/// watches its parent.
 fn child(
     sock: OwnedFd,
     msg: bootstrap::BootMsg,
