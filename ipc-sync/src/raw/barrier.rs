@@ -39,7 +39,8 @@ pub const MAX_PARTIES: u32 = COUNT_MASK;
 ///
 /// A party whose process dies while it waits stays counted: its generation trips when the other
 /// parties have arrived (one arrival early), and the next generation waits for a party that will
-/// never come, so use timeouts (which break the barrier for everyone) when parties may die.
+/// never come, so use timeouts (which break the barrier for everyone) when parties may die. (The
+/// typed [`crate::Barrier`] watches its waiting parties and breaks the barrier instead.)
 #[repr(C)]
 #[derive(Debug)]
 pub struct RawBarrier {
@@ -198,6 +199,14 @@ impl RawBarrier {
                 Err(seen) => state = seen,
             }
         }
+    }
+
+    /// Removes one waiting party that can no longer leave by itself (its process died while it
+    /// was counted in), as a party leaves after a break; ends a reset it was holding up. The
+    /// typed [`crate::Barrier`] calls it for each dead party it finds (after breaking the
+    /// barrier), so that the count and `reset` are not left waiting for them.
+    pub fn forget_dead_party(&self) {
+        self.leave();
     }
 
     /// Breaks the barrier: current and future waiters fail until [`RawBarrier::reset`].
