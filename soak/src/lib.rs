@@ -173,6 +173,7 @@ pub const CASES: &[Case] = &[
     per_method("pool_worker_segfaults", 1800, faults::pool_segfault),
     per_method("pool_worker_aborts", 1800, faults::pool_abort),
     per_method("lock_holder_killed", 1800, faults::lock_holder_killed),
+    per_method("barrier_party_killed", 1800, faults::barrier_party_killed),
     per_method("queue_kills_pipe", 1800, faults::queue_kills_pipe),
     per_method("queue_kills_shm", 1800, faults::queue_kills_shm),
     per_method(
@@ -194,6 +195,11 @@ pub const CASES: &[Case] = &[
     // Load and leaks
     per_method("start_join_cycles", 3600, load::start_join_cycles),
     per_method("pool_churn", 3600, load::pool_churn),
+    per_method(
+        "pool_terminate_with_handles",
+        3600,
+        load::pool_terminate_with_handles,
+    ),
     once("value_lock_churn", 1800, load::value_lock_churn),
     once("queue_4x4_pipe", 3600, load::queue_4x4_pipe),
     once("queue_4x4_shm", 3600, load::queue_4x4_shm),
