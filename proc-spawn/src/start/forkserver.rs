@@ -435,7 +435,9 @@ fn child(
         // The client is gone: nobody wants this child any more.
         sys::exit_now(1)
     }
-    // Standard input is `/dev/null` already (the server's).
+    // Standard input is `/dev/null` already (the server's): this only consumes the mark, so
+    // that a child this child forks redirects its own.
+    sys::stdin_to_null();
     let code = tramp(target, &args, fds, Some(sock.as_fd()));
     drop(sock);
     bootstrap::finish_child(code)
