@@ -442,3 +442,43 @@ fn child(
     drop(sock);
     bootstrap::finish_child(code)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{get_context, StartMethod};
+    use std::os::fd::AsRawFd;
+
+    fn stdin_target() -> String {
+        std::fs::read_link("/proc/self/fd/0")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|e| format!("unreadable: {e}"))
+    }
+
+    /// In a fork-server child: put a pipe on descriptor 0, then fork a grandchild, which must
+    /// still get `/dev/null` (the server's mark that spares its own children the redirection
+    /// must not leak to theirs). Returns what the child and the grandchild see.
+    fn child_then_grandchild(_: ()) -> (String, String, String) {
+        let mine = stdin_target();
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        // SAFETY: `r` is open; descriptor 0 is replaced atomically and owned by nothing in this
+        // test process but the standard library's `Stdin`, which reads whatever number 0 is.
+        assert_eq!(unsafe { libc::dup2(r.as_raw_fd(), 0) }, 0);
+        let replaced = stdin_target();
+        let grandchild = get_context(StartMethod::Fork)
+            .spawn(|()| stdin_target(), ())
+            .join()
+            .unwrap();
+        (mine, replaced, grandchild)
+    }
+
+    #[test]
+    fn grandchild_of_a_fork_server_child_gets_dev_null_stdin() {
+        let (mine, replaced, grandchild) = get_context(StartMethod::ForkServer)
+            .spawn(child_then_grandchild, ())
+            .join()
+            .unwrap();
+        assert_eq!(mine, "/dev/null");
+        assert!(replaced.starts_with("pipe:"), "{replaced}");
+        assert_eq!(grandchild, "/dev/null");
+    }
+}
