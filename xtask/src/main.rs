@@ -4,11 +4,13 @@
 //! - `cargo xtask bench [--quick] [--filter <groups>] [--no-python] [--write-benchmarks-md]` —
 //!   the comparison benchmark (report, charts, goals); `--only <crate>`: one crate's benchmarks.
 //! - `cargo xtask matrix [--only <crate>]` — crates × start methods × feature sets × targets.
+//! - `cargo xtask soak [--minutes N] [--only <filter>]` — the fault, soak and load suite (issue #9).
 //! - `cargo xtask tidy` — the source policy checks alone.
 
 mod bench;
 mod examples;
 mod matrix;
+mod soak;
 mod test;
 mod tidy;
 mod util;
@@ -29,6 +31,7 @@ commands:
   bench  --only <crate> [--quick] [--filter <re>]
                                      one crate's own criterion benchmarks
   matrix [--only <crate>]            crates x start methods x feature sets x targets
+  soak   [--minutes N] [--only <f>]  the fault, soak and load suite at full size (issue #9)
   tidy                               source policy checks (//! headers, SAFETY comments, stubs)
 ";
 
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "matrix" => matrix::run(rest),
+        "soak" => soak::run(rest),
         "tidy" => tidy::run_cli(),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
