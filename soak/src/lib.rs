@@ -14,6 +14,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod faults;
+pub mod hostile;
 pub mod load;
 pub mod probe;
 
@@ -203,6 +204,8 @@ pub const CASES: &[Case] = &[
     once("value_lock_churn", 1800, load::value_lock_churn),
     once("queue_4x4_pipe", 3600, load::queue_4x4_pipe),
     once("queue_4x4_shm", 3600, load::queue_4x4_shm),
+    // Hostile input (the fuzz harnesses on random scripts; engineer D's row, src/hostile.rs)
+    once("hostile_input", 3600, hostile::hostile_input),
 ];
 
 /// One row of the table.
