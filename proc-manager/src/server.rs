@@ -18,6 +18,11 @@ use ipc_channel_core::{Address, Connection, Listener};
 use crate::shared::{Erased, Table};
 use crate::wire::{Init, Kind, Op, OwnerMsg, Reply, Request, Response, Wait, WireError};
 
+/// How many threads accept connections.
+const ACCEPTORS: usize = 4;
+/// How long a connecting peer may take to authenticate.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often a waiting server thread checks that its caller is still there.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(50);
 
@@ -240,8 +245,23 @@ impl Server {
             .ok_or_else(|| WireError::NoSuchObject(format!("object {id} (destroyed)")))
     }
 
-    /// Accepts connections forever, each served on its own thread.
-    pub(crate) fn serve(self: &Arc<Server>, listener: Listener) -> ! {
+    /// Accepts connections forever, each served on its own thread. Several threads accept
+    /// (the handshake runs inside `accept`), so a peer that connects and stays silent holds up
+    /// one acceptor for the handshake timeout, not every newcomer.
+    pub(crate) fn serve(self: &Arc<Server>, mut listener: Listener) -> ! {
+        listener.set_handshake_timeout(HANDSHAKE_TIMEOUT);
+        let listener = Arc::new(listener);
+        for _ in 1..ACCEPTORS {
+            let me = self.clone();
+            let l = listener.clone();
+            let _ = std::thread::Builder::new()
+                .name("manager-accept".into())
+                .spawn(move || me.accept_loop(&l));
+        }
+        self.accept_loop(&listener)
+    }
+
+    fn accept_loop(self: &Arc<Server>, listener: &Listener) -> ! {
         loop {
             match listener.accept() {
                 Ok(conn) => {

@@ -643,6 +643,36 @@ fn test_nested_proxies_and_blocked_callers() {
     }
 }
 
+fn test_silent_peers_do_not_hold_up_other_clients() {
+    for m in methods() {
+        let mgr = Manager::builder()
+            .context(get_context(m))
+            .address("127.0.0.1:0")
+            .authkey(b"k")
+            .start()
+            .unwrap();
+        let addr = match mgr.address() {
+            ipc_channel_core::Address::Tcp(a) => a,
+            other => panic!("{other:?}"),
+        };
+        // Three peers connect and never say a word (each holds an acceptor in its handshake
+        // until the 5 s handshake timeout).
+        let silent: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let start = Instant::now();
+        let other = Manager::connect(mgr.address(), b"k").unwrap();
+        assert!(other.ping().is_ok());
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "{m}: a client waited for silent peers' handshakes ({:?})",
+            start.elapsed()
+        );
+        drop(silent);
+    }
+}
+
 fn main() {
     testkit::main(
         &[],
@@ -690,6 +720,10 @@ fn main() {
             (
                 "nested_proxies_and_blocked_callers",
                 test_nested_proxies_and_blocked_callers,
+            ),
+            (
+                "silent_peers_do_not_hold_up_other_clients",
+                test_silent_peers_do_not_hold_up_other_clients,
             ),
         ],
     );
