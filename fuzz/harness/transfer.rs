@@ -72,9 +72,9 @@ fn write_at(fd: &OwnedFd, offset: usize, bytes: &[u8]) {
 }
 
 /// A memfd holding a forged shared-heap arena: a header with the right magic (mostly) and
-/// fuzzed fields, and a few fuzzed block headers. Returns the descriptor, the arena id written
-/// and its length.
-fn forged_arena(s: &mut Script<'_>) -> (OwnedFd, u128, u64) {
+/// fuzzed fields, and a few fuzzed block headers. Returns the descriptor, the arena id written,
+/// its length and the payload offsets of the block headers written.
+fn forged_arena(s: &mut Script<'_>) -> (OwnedFd, u128, u64, Vec<u64>) {
     let pages = 1 + usize::from(s.u8() % 4);
     let len = pages * PAGE;
     let fd = memfd(len, s.u8() % 8 != 0);
@@ -83,10 +83,11 @@ fn forged_arena(s: &mut Script<'_>) -> (OwnedFd, u128, u64) {
     let magic = if flags & 1 == 0 { ARENA_MAGIC } else { s.u64() };
     let hdr_len = if flags & 2 == 0 { len as u64 } else { s.u64() };
     let dedicated = u32::from(flags & 4 != 0);
-    // The lock word: free, or some thread id (a dead one, this process, init...).
-    let lock = match s.u8() % 4 {
-        0 | 1 => 0,
-        2 => s.u32(),
+    // The lock word: mostly free, else some thread id (a dead one, or init: a live holder
+    // that never lets go, which costs the receiver the heap's 2 s of patience).
+    let lock = match s.u8() {
+        0..=239 => 0,
+        240..=254 => s.u32(),
         _ => 1,
     };
     let bump = u64::from(s.u32());
@@ -104,8 +105,16 @@ fn forged_arena(s: &mut Script<'_>) -> (OwnedFd, u128, u64) {
     }
     write_at(&fd, 0, &header);
     // Block headers: refs, state, pad, class, 16 bytes right before a payload.
+    let mut payloads = Vec::new();
     for _ in 0..s.u8() % 4 {
-        let payload = usize::from(s.u16()) * 16;
+        // Mostly a plausible small block: start aligned to its class, header right before
+        // the payload.
+        let payload = if s.u8() % 2 == 0 {
+            256 + 32 * usize::from(s.u8() % 64) + 16
+        } else {
+            usize::from(s.u16()) * 16
+        };
+        payloads.push(payload as u64);
         let refs = match s.u8() % 3 {
             0 => 1,
             1 => 0,
@@ -138,13 +147,13 @@ fn forged_arena(s: &mut Script<'_>) -> (OwnedFd, u128, u64) {
         let body = s.bytes(n).to_vec();
         write_at(&fd, payload, &body);
     }
-    (fd, id, len as u64)
+    (fd, id, len as u64, payloads)
 }
 
 /// What the forged arenas announced, so structured payloads can name them.
 #[derive(Default)]
 struct Forged {
-    arenas: Vec<(u32, u128, u64)>,
+    arenas: Vec<(u32, u128, u64, Vec<u64>)>,
 }
 
 fn make_fd(s: &mut Script<'_>, index: u32, forged: &mut Forged) -> OwnedFd {
@@ -189,8 +198,8 @@ fn make_fd(s: &mut Script<'_>, index: u32, forged: &mut Forged) -> OwnedFd {
         }
         10 => memfd(0, true),
         _ => {
-            let (fd, id, len) = forged_arena(s);
-            forged.arenas.push((index, id, len));
+            let (fd, id, len, payloads) = forged_arena(s);
+            forged.arenas.push((index, id, len, payloads));
             fd
         }
     }
@@ -208,18 +217,26 @@ struct BlockWire {
 
 fn block_wire(s: &mut Script<'_>, forged: &Forged, nfds: u32) -> BlockWire {
     let pick = usize::from(s.u8());
+    let mut known: &[u64] = &[];
     let (fd, arena, arena_len) = match forged.arenas.get(pick % forged.arenas.len().max(1)) {
-        Some(&(i, id, len)) if s.u8() % 4 != 0 => (i, id, len),
+        Some((i, id, len, payloads)) if s.u8() % 4 != 0 => {
+            known = payloads;
+            (*i, *id, *len)
+        }
         _ => (
             u32::from(s.u8()) % (nfds + 2),
             u128::from(s.u64()),
             u64::from(s.u32()),
         ),
     };
-    let payload = match s.u8() % 3 {
+    let payload = match s.u8() % 4 {
         0 => u64::from(s.u16()) * 16,
         1 => u64::from(s.u16()),
-        _ => s.u64(),
+        2 => s.u64(),
+        _ => match known.len() {
+            0 => 528,
+            n => known[usize::from(s.u8()) % n],
+        },
     };
     BlockWire {
         fd,
