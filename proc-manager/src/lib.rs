@@ -19,11 +19,11 @@
 //! # Python and Rust, side by side
 //!
 //! ```text
-//! from multiprocessing import Manager, Process    | use proc_manager::{DictProxy, Manager};
+//! from multiprocessing import Manager, Process    | use proc_manager::{DictProxy, ListProxy, Manager};
 //!                                                 | use proc_spawn::Process;
 //! def f(d, l):                                    | fn f((d, l): (DictProxy<u32, f64>, ListProxy<u32>)) {
 //!     d[1] = 0.25                                 |     d.insert(1, 0.25).unwrap();
-//!     l.reverse()                                 |     l.update_with(0, |x| x + 1).unwrap();
+//!     l.append(7)                                 |     l.push(7).unwrap();
 //!                                                 | }
 //! with Manager() as manager:                      | let manager = Manager::start()?;
 //!     d = manager.dict()                          | let d = manager.dict::<u32, f64>()?;
@@ -81,9 +81,17 @@
 //!   [`Error::IndexOutOfRange`], [`Error::WrongType`], [`Error::Empty`], ...); a server that is
 //!   gone — shut down, killed, even in the middle of a call — is [`Error::ManagerGone`],
 //!   never a hang. A user type's panicking handler is [`Error::Remote`].
-//! - **Blocking calls** wait in the server, in the thread serving the caller's connection; a
-//!   lock whose holder's connection ends (the holder died) is released and the next guard
-//!   reports [`LockGuard::owner_died`]. See [`sync`](crate::LockProxy) for the details.
+//! - **Blocking calls** (lock acquire, queue get, event and barrier wait) wait in the server,
+//!   in the thread serving the caller's connection; each thread of each process has its own
+//!   connection per server, so one blocked caller never blocks another.
+//! - **Locks are owned by a connection**, that is by one thread of one process: only it may
+//!   release (else [`Error::NotOwner`]; Python lets anyone release a manager `Lock`), which is
+//!   why [`LockGuard`] is not `Send`. When the holder's connection ends while holding — its
+//!   process died or was killed, or its thread ended — the server releases the lock and the
+//!   next acquirer's guard reports [`LockGuard::owner_died`]` == true`, as ipc-sync's robust
+//!   futex locks do. (Under `fork`, a child inherits its parent's open connections; the server
+//!   sees the end of a connection only when every copy is closed.) A barrier party that dies
+//!   while waiting breaks the barrier.
 //! - **Security.** The server authenticates every connection with an HMAC-SHA256 challenge
 //!   (both ways) before reading a request; a wrong key is refused before any call. Serialized
 //!   proxies contain the key: send them only to processes you trust. The server decodes only
