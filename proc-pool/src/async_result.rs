@@ -5,6 +5,7 @@
 use std::fmt;
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -119,6 +120,8 @@ enum Slot<T> {
 pub(crate) struct Cell<T> {
     slot: Mutex<Slot<T>>,
     cv: Condvar,
+    /// Threads waiting on `cv` (a notification is a system call: only when someone waits).
+    waiters: AtomicUsize,
     callbacks: Mutex<Option<Callbacks<T>>>,
 }
 
@@ -127,12 +130,19 @@ impl<T> Cell<T> {
         Arc::new(Cell {
             slot: Mutex::new(Slot::Pending { completing: false }),
             cv: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             callbacks: Mutex::new(Some(callbacks)),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts this thread among the waiters until the guard is dropped.
+    fn count_waiter(&self) -> WaiterCount<'_> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        WaiterCount(&self.waiters)
     }
 
     /// Resolves the cell (the first resolution wins): runs the callbacks, then makes the
@@ -154,7 +164,20 @@ impl<T> Cell<T> {
             cbs.run(&r);
         }
         *self.lock() = Slot::Ready(r);
-        self.cv.notify_all();
+        // A waiter counts itself before it looks at the slot (under the lock): either it saw
+        // `Ready`, or its count is visible here.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// Uncounts a waiter when dropped.
+struct WaiterCount<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -271,6 +294,7 @@ impl<T> AsyncResult<T> {
 
     fn wait_deadline(&self, deadline: Option<std::time::Instant>) -> Result<bool> {
         self.spin_until_ready(deadline);
+        let _counted = self.cell.count_waiter();
         let g = self.cell.lock();
         let (_g, how) = wait_until(g, &self.cell.cv, deadline, |s| {
             !matches!(s, Slot::Pending { .. })
@@ -304,6 +328,7 @@ impl<T> AsyncResult<T> {
 
     fn get_deadline(&self, deadline: Option<std::time::Instant>) -> Result<T> {
         self.spin_until_ready(deadline);
+        let _counted = self.cell.count_waiter();
         let g = self.cell.lock();
         let (mut g, how) = wait_until(g, &self.cell.cv, deadline, |s| {
             !matches!(s, Slot::Pending { .. })

@@ -206,7 +206,8 @@ enum Phase {
 
 /// Orders the sends to one worker by ticket.
 struct Gate {
-    next: Mutex<u64>,
+    /// The next ticket to send, and how many senders wait for their turn.
+    next: Mutex<(u64, usize)>,
     cv: Condvar,
 }
 
@@ -241,6 +242,8 @@ struct State {
     ewma_nanos: Option<f64>,
     window: usize,
     need_dispatch: bool,
+    /// Threads waiting in `join` (on `idle_cv`).
+    joiners: usize,
     stop_threads: bool,
     worker_counter: u64,
 }
@@ -371,7 +374,7 @@ impl Shared {
             answered: 0,
             started,
             gate: Arc::new(Gate {
-                next: Mutex::new(0),
+                next: Mutex::new((0, 0)),
                 cv: Condvar::new(),
             }),
             tickets: 0,
@@ -437,13 +440,19 @@ impl Shared {
     fn send_batches(&self, batches: Vec<Batch>) {
         for b in batches {
             let mut g = b.gate.next.lock().unwrap_or_else(|e| e.into_inner());
-            while *g != b.ticket {
+            while g.0 != b.ticket {
+                g.1 += 1;
                 g = b.gate.cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                g.1 -= 1;
             }
             let r = b.conn.send(&TasksRef(&b.chunks));
-            *g += 1;
+            g.0 += 1;
+            // A notification is a system call: only when a sender waits for its turn.
+            let waiting = g.1 > 0;
             drop(g);
-            b.gate.cv.notify_all();
+            if waiting {
+                b.gate.cv.notify_all();
+            }
             if let Err(e) = r {
                 if !matches!(
                     e,
@@ -617,7 +626,13 @@ impl Shared {
         {
             self.request_dispatch(st);
         }
-        if st.unfinished == 0 {
+        self.notify_idle(st);
+    }
+
+    /// Wakes `join` when everything is done (only when someone joins: a notification is a
+    /// system call).
+    fn notify_idle(&self, st: &State) {
+        if st.unfinished == 0 && st.joiners > 0 {
             self.idle_cv.notify_all();
         }
     }
@@ -671,9 +686,7 @@ impl Shared {
             }
         }
         self.request_dispatch(&mut st);
-        if st.unfinished == 0 {
-            self.idle_cv.notify_all();
-        }
+        self.notify_idle(&st);
         d
     }
 
@@ -773,9 +786,7 @@ fn dispatcher_loop(sh: Arc<Shared>) {
                             for job in jobs {
                                 fail_job(&mut d, job, &e, true);
                             }
-                            if st.unfinished == 0 {
-                                sh.idle_cv.notify_all();
-                            }
+                            sh.notify_idle(&st);
                             d
                         };
                         drop(st);
@@ -1018,6 +1029,7 @@ impl PoolBuilder {
                 ewma_nanos: None,
                 window: 2,
                 need_dispatch: false,
+                joiners: 0,
                 stop_threads: false,
                 worker_counter: 0,
             }),
@@ -1666,7 +1678,10 @@ impl Pool {
             }
             Phase::Closed => {}
         }
-        let (st, how) = wait_until(st, &self.shared.idle_cv, None, |s| s.unfinished == 0);
+        let mut st = st;
+        st.joiners += 1;
+        let (mut st, how) = wait_until(st, &self.shared.idle_cv, None, |s| s.unfinished == 0);
+        st.joiners -= 1;
         drop(st);
         if how == Waited::Interrupted {
             return Err(Error::Interrupted);
