@@ -59,7 +59,10 @@
 //!
 //! # Cargo features
 //!
-//! None. `--cfg ipc_loom` (not a feature) builds only what the loom model of the shared-memory
+//! None for users. `testing-hooks` exists for this crate's own tests (its dev-dependency on
+//! itself turns it on): it exposes hidden hooks that hold a queue's locks or make a process
+//! die at chosen points inside `put`/`get`; it is not part of the API and nothing else should
+//! enable it. `--cfg ipc_loom` (not a feature) builds only what the loom model of the shared-memory
 //! queue algorithm needs (`tests/loom_shm_ring.rs`, run by `cargo xtask test`).
 //!
 //! # Safety model
@@ -101,7 +104,7 @@ pub use connection::{Connection, Pipe, DEFAULT_MAX_MESSAGE_SIZE, MAX_RECORD};
 #[cfg(not(ipc_loom))]
 pub use err::Error;
 /// Crash points for the cross-process tests' hooks. Not part of the API.
-#[cfg(not(ipc_loom))]
+#[cfg(all(not(ipc_loom), feature = "testing-hooks"))]
 #[doc(hidden)]
 pub use flavors::ring_core::CrashPoint as __CrashPoint;
 #[cfg(not(ipc_loom))]

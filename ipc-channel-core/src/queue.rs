@@ -1,6 +1,6 @@
 //! [`Queue`]: Python's `multiprocessing.Queue`, typed, with a choice of backend.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -16,15 +16,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::connection::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::err::{from_decode, from_encode, Error, Result};
 use crate::flavors::pipe::PipeQueue;
-use crate::flavors::ring_core::CrashPoint;
+use crate::flavors::ring_core::{CoreError, CrashPoint, Writer};
 use crate::flavors::shm_ring::{ShmRing, DEFAULT_RESERVE};
 use crate::flavors::{no_hook, Backend, Flavor, RecvBuf};
 
 thread_local! {
-    /// Encoding buffer reused by every `put` of this thread.
+    /// Encoding buffer reused by every pipe-backend `put` of this thread.
     static OUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Receive buffer reused by every `get` of this thread.
+    /// Receive buffer reused by every pipe-backend `get` of this thread.
     static IN: RefCell<RecvBuf> = RefCell::new(RecvBuf::default());
+    /// Where a shared-memory `get` of this thread copies a record that spans chunks.
+    static SPILL: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Settings for a [`Queue`] (and the other queues), made by [`Queue::builder`].
@@ -258,13 +260,15 @@ impl<T> Queue<T> {
     /// Test hook: runs `f` while holding the consumers' side of the queue, as a `get` does in
     /// its critical section. Cross-process tests kill a process inside `f` to check that the
     /// queue is not wedged for the others. Not part of the API.
+    #[cfg(feature = "testing-hooks")]
     #[doc(hidden)]
     pub fn __testing_hold_get_side(&self, f: impl FnOnce()) {
         self.shared.flavor.hold_get_side(f)
     }
 
-    /// Test hook: as [`__testing_hold_get_side`](Self::__testing_hold_get_side), for the
+    /// Test hook: as `__testing_hold_get_side`, for the
     /// producers' side. Not part of the API.
+    #[cfg(feature = "testing-hooks")]
     #[doc(hidden)]
     pub fn __testing_hold_put_side(&self, f: impl FnOnce()) {
         self.shared.flavor.hold_put_side(f)
@@ -322,6 +326,7 @@ impl<T: Serialize> Queue<T> {
 
     /// Test hook: a `put` that calls `die` at `point` (which is expected not to return: it
     /// ends the process, to check what the other processes find). Not part of the API.
+    #[cfg(feature = "testing-hooks")]
     #[doc(hidden)]
     pub fn __testing_put_crashing(&self, item: T, point: CrashPoint, die: fn()) -> Result<()> {
         self.put_hooked(&item, None, &move |p| {
@@ -338,33 +343,47 @@ impl<T: Serialize> Queue<T> {
         hook: &dyn Fn(CrashPoint),
     ) -> Result<()> {
         self.check_open()?;
-        let r = OUT.with(|out| {
-            let mut out = out.try_borrow_mut().map_err(|_| {
-                Error::Encode("put called re-entrantly from an item's Serialize".into())
-            })?;
-            out.clear();
-            let r = match &self.shared.flavor {
-                Flavor::Pipe(_) => {
-                    let fds = transfer::encode_into(item, &mut out).map_err(from_encode)?;
-                    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                    self.shared.flavor.put(&out, &borrowed, deadline, hook)
+        let r = match &self.shared.flavor {
+            Flavor::Pipe(p) => OUT.with(|out| {
+                let mut out = out.try_borrow_mut().map_err(|_| {
+                    Error::Encode("put called re-entrantly from an item's Serialize".into())
+                })?;
+                out.clear();
+                let r = transfer::encode_into(item, &mut out)
+                    .map_err(from_encode)
+                    .and_then(|fds| {
+                        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                        p.put(&out, &borrowed, deadline, hook)
+                    });
+                if out.capacity() > (1 << 20) {
+                    *out = Vec::new();
                 }
-                Flavor::Shm(_) => {
-                    // No transfer scope: a handle inside the item fails to encode, clearly.
-                    postcard::to_extend(item, ExtendVec(&mut out)).map_err(|e| {
-                        Error::Encode(format!(
-                            "{e} (the shared-memory queue backend cannot carry OS handles; \
-                             use Backend::Pipe)"
-                        ))
-                    })?;
-                    self.shared.flavor.put(&out, &[], deadline, hook)
+                r
+            }),
+            Flavor::Shm(s) => {
+                let _inside = Inside::enter(&self.shared, "put")?;
+                // Encoded straight into the queue's memory, under the producers' lock. No
+                // transfer scope: a handle inside the item fails to encode, clearly.
+                let mut failure = None;
+                let r = s.put(deadline, hook, |w| {
+                    let sink = RingSink {
+                        w,
+                        buf: [0; SINK_BUF],
+                        n: 0,
+                    };
+                    postcard::serialize_with_flavor::<T, _, ()>(item, sink).map_err(|e| {
+                        failure = Some(e);
+                        CoreError::Aborted
+                    })
+                });
+                match r {
+                    // The encoder gave up (a storage error, which the sink reports to it as a
+                    // full buffer, is returned by `put` as itself instead).
+                    Err(Error::Encode(_)) => Err(shm_encode_error(failure)),
+                    r => r,
                 }
-            };
-            if out.capacity() > (1 << 20) {
-                *out = Vec::new();
             }
-            r
-        });
+        };
         r.map_err(|e| match e {
             Error::Timeout => Error::Full,
             e => e,
@@ -372,11 +391,98 @@ impl<T: Serialize> Queue<T> {
     }
 }
 
-struct ExtendVec<'a>(&'a mut Vec<u8>);
+fn shm_encode_error(e: Option<postcard::Error>) -> Error {
+    let e = e.map_or_else(|| "encoding failed".to_string(), |e| e.to_string());
+    Error::Encode(format!(
+        "{e} (the shared-memory queue backend cannot carry OS handles; use Backend::Pipe)"
+    ))
+}
 
-impl Extend<u8> for ExtendVec<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
-        self.0.extend(iter);
+/// Bytes the encoder gathers before writing them to the queue (postcard emits small items a
+/// byte at a time).
+const SINK_BUF: usize = 256;
+
+/// postcard's output, written into a queue record through a small staging buffer.
+struct RingSink<'a, 'w> {
+    w: &'a mut Writer<'w, ShmRing>,
+    buf: [u8; SINK_BUF],
+    n: usize,
+}
+
+impl RingSink<'_, '_> {
+    fn flush(&mut self) -> postcard::Result<()> {
+        let n = std::mem::take(&mut self.n);
+        self.w
+            .write(&self.buf[..n])
+            .map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+}
+
+impl postcard::ser_flavors::Flavor for RingSink<'_, '_> {
+    type Output = ();
+
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        if self.n == SINK_BUF {
+            self.flush()?;
+        }
+        self.buf[self.n] = b;
+        self.n += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.n + data.len() > SINK_BUF {
+            self.flush()?;
+        }
+        if data.len() >= SINK_BUF {
+            return self
+                .w
+                .write(data)
+                .map_err(|_| postcard::Error::SerializeBufferFull);
+        }
+        self.buf[self.n..self.n + data.len()].copy_from_slice(data);
+        self.n += data.len();
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<()> {
+        self.flush()
+    }
+}
+
+thread_local! {
+    /// The queue whose shared-memory lock this thread holds while it runs an item's `Serialize`
+    /// or `Deserialize` (0: none).
+    static INSIDE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as encoding or decoding in place for one queue, so that the same queue's
+/// `put` or `get` called from inside an item's serde code is an error instead of a deadlock on
+/// the lock this thread holds.
+struct Inside {
+    prev: usize,
+}
+
+impl Inside {
+    fn enter(shared: &Arc<Shared>, op: &str) -> Result<Inside> {
+        let me = Arc::as_ptr(shared) as usize;
+        let prev = INSIDE.with(Cell::get);
+        if prev == me {
+            let e = format!("{op} called re-entrantly from an item's serde code on the same queue");
+            return Err(if op == "put" {
+                Error::Encode(e)
+            } else {
+                Error::Decode(e)
+            });
+        }
+        INSIDE.with(|c| c.set(me));
+        Ok(Inside { prev })
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        INSIDE.with(|c| c.set(self.prev));
     }
 }
 
@@ -416,7 +522,8 @@ impl<T: DeserializeOwned> Queue<T> {
     }
 
     /// Test hook: a `get` that calls `die` at `point` (see
-    /// [`__testing_put_crashing`](Queue::__testing_put_crashing)). Not part of the API.
+    /// `__testing_put_crashing`). Not part of the API.
+    #[cfg(feature = "testing-hooks")]
     #[doc(hidden)]
     pub fn __testing_get_crashing(&self, point: CrashPoint, die: fn()) -> Result<T> {
         self.get_hooked(None, &move |p| {
@@ -428,33 +535,55 @@ impl<T: DeserializeOwned> Queue<T> {
 
     fn get_hooked(&self, deadline: Option<Deadline>, hook: &dyn Fn(CrashPoint)) -> Result<T> {
         self.check_open()?;
-        let r = IN.with(|buf| {
-            let mut fresh = RecvBuf::default();
-            let mut guard = buf.try_borrow_mut();
-            let buf: &mut RecvBuf = match guard.as_deref_mut() {
-                Ok(b) => b,
-                Err(_) => &mut fresh,
-            };
-            let mut fds: Vec<OwnedFd> = Vec::new();
-            self.shared.flavor.get(buf, &mut fds, deadline, hook)?;
-            let r = match &self.shared.flavor {
-                Flavor::Pipe(_) => transfer::decode::<T>(buf.bytes(), fds).map_err(from_decode),
-                Flavor::Shm(_) => match postcard::take_from_bytes::<T>(buf.bytes()) {
-                    Ok((v, [])) => Ok(v),
-                    Ok((_, rest)) => Err(Error::Decode(format!(
-                        "{} trailing bytes after the item",
-                        rest.len()
-                    ))),
-                    Err(e) => Err(Error::Decode(e.to_string())),
-                },
-            };
-            buf.trim();
-            r
-        });
+        let r = match &self.shared.flavor {
+            Flavor::Pipe(p) => IN.with(|buf| {
+                let mut fresh = RecvBuf::default();
+                let mut guard = buf.try_borrow_mut();
+                let buf: &mut RecvBuf = match guard.as_deref_mut() {
+                    Ok(b) => b,
+                    Err(_) => &mut fresh,
+                };
+                let mut fds: Vec<OwnedFd> = Vec::new();
+                p.get(buf, &mut fds, deadline, hook)?;
+                let r = transfer::decode::<T>(buf.bytes(), fds).map_err(from_decode);
+                buf.trim();
+                r
+            }),
+            Flavor::Shm(s) => {
+                let _inside = Inside::enter(&self.shared, "get")?;
+                SPILL
+                    .with(|spill| {
+                        let mut fresh = Vec::new();
+                        let mut guard = spill.try_borrow_mut();
+                        let spill: &mut Vec<u8> = match guard.as_deref_mut() {
+                            Ok(b) => b,
+                            Err(_) => &mut fresh,
+                        };
+                        // Decoded where the record lies in the queue's memory when it can be.
+                        let r = s.get(spill, deadline, hook, decode_shm::<T>);
+                        if spill.capacity() > (1 << 20) {
+                            *spill = Vec::new();
+                        }
+                        r
+                    })
+                    .and_then(|r| r)
+            }
+        };
         r.map_err(|e| match e {
             Error::Timeout => Error::Empty,
             e => e,
         })
+    }
+}
+
+fn decode_shm<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((v, [])) => Ok(v),
+        Ok((_, rest)) => Err(Error::Decode(format!(
+            "{} trailing bytes after the item",
+            rest.len()
+        ))),
+        Err(e) => Err(Error::Decode(e.to_string())),
     }
 }
 

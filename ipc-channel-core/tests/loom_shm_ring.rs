@@ -207,3 +207,46 @@ fn oversized_and_exhausted_are_errors() {
         assert_eq!(get(&m), vec![7; 16]);
     });
 }
+
+#[test]
+fn one_wake_up_reaches_every_sleeping_consumer() {
+    // Both consumers may announce themselves on the same value of the wake-up word; the first
+    // commit clears the announcement and wakes both, the second may make no call at all.
+    model(|| {
+        let m = Arc::new(HeapMem::new(4, 0));
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let m = Arc::clone(&m);
+                thread::spawn(move || get(&m))
+            })
+            .collect();
+        ring_core::put(&*m, b"a", None).unwrap();
+        ring_core::put(&*m, b"b", None).unwrap();
+        let mut got: Vec<_> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
+    });
+}
+
+#[test]
+fn producers_sleeping_on_a_full_queue_are_all_woken() {
+    model(|| {
+        let m = Arc::new(HeapMem::new(6, 1));
+        ring_core::put(&*m, b"0", None).unwrap();
+        let producers: Vec<_> = [b'1', b'2']
+            .into_iter()
+            .map(|b| {
+                let m = Arc::clone(&m);
+                thread::spawn(move || ring_core::put(&*m, &[b], None).unwrap())
+            })
+            .collect();
+        let mut got = [get(&m), get(&m), get(&m)];
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(got[0], b"0");
+        got[1..].sort();
+        assert_eq!(got[1..], [b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(m.ctrl.len(), 0);
+    });
+}

@@ -7,14 +7,11 @@ pub(crate) mod pipe;
 pub(crate) mod ring_core;
 pub(crate) mod shm_ring;
 
-use std::os::fd::{BorrowedFd, OwnedFd};
-
 use ipc_sync::futex::Deadline;
 use ipc_sync::raw::RawLock;
 use serde::{Deserialize, Serialize};
 
 use self::ring_core::CrashPoint;
-use crate::err::{Error, Result};
 
 /// The hook of an ordinary operation: no crash point does anything.
 pub(crate) fn no_hook(_: CrashPoint) {}
@@ -97,41 +94,6 @@ pub(crate) enum Flavor {
 }
 
 impl Flavor {
-    pub(crate) fn put(
-        &self,
-        bytes: &[u8],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Deadline>,
-        hook: &dyn Fn(CrashPoint),
-    ) -> Result<()> {
-        match self {
-            Flavor::Pipe(p) => p.put(bytes, fds, deadline, hook),
-            Flavor::Shm(s) => {
-                if !fds.is_empty() {
-                    return Err(Error::Encode(
-                        "the shared-memory queue backend cannot carry OS handles; \
-                         build the queue with Backend::Pipe"
-                            .into(),
-                    ));
-                }
-                s.put(bytes, deadline, hook)
-            }
-        }
-    }
-
-    pub(crate) fn get(
-        &self,
-        buf: &mut RecvBuf,
-        fds: &mut Vec<OwnedFd>,
-        deadline: Option<Deadline>,
-        hook: &dyn Fn(CrashPoint),
-    ) -> Result<()> {
-        match self {
-            Flavor::Pipe(p) => p.get(buf, fds, deadline, hook),
-            Flavor::Shm(s) => s.get(buf, deadline, hook),
-        }
-    }
-
     pub(crate) fn len(&self) -> usize {
         match self {
             Flavor::Pipe(p) => p.len(),
@@ -154,6 +116,7 @@ impl Flavor {
     }
 
     /// Runs `f` holding the consumers' lock (see `Queue::__testing_hold_get_side`).
+    #[cfg(feature = "testing-hooks")]
     pub(crate) fn hold_get_side(&self, f: impl FnOnce()) {
         let lock = match self {
             Flavor::Pipe(p) => p.read_lock(),
@@ -164,6 +127,7 @@ impl Flavor {
     }
 
     /// Runs `f` holding the producers' lock.
+    #[cfg(feature = "testing-hooks")]
     pub(crate) fn hold_put_side(&self, f: impl FnOnce()) {
         let lock = match self {
             Flavor::Pipe(p) => p.write_lock(),

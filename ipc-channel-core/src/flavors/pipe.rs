@@ -150,10 +150,12 @@ impl PipeQueue {
         })
     }
 
+    #[cfg(feature = "testing-hooks")]
     pub(crate) fn read_lock(&self) -> &RawLock {
         &self.ctrl.read_lock
     }
 
+    #[cfg(feature = "testing-hooks")]
     pub(crate) fn write_lock(&self) -> &RawLock {
         &self.ctrl.write_lock
     }

@@ -27,9 +27,17 @@
 //!
 //! At worst a crash leaks the chunks the dead process was about to link or free.
 //!
-//! Consumers sleep on the futex word `put_seq` (bumped by every put) while the queue is empty,
-//! producers of a bounded queue on `get_seq` (bumped by every get); each side wakes the other
-//! only when waiters announced themselves.
+//! A producer writes its record straight into the chunks (the caller's encoder writes through a
+//! [`Writer`]) and fills in the length last; a consumer hands a record that lies in one chunk to
+//! the caller's decoder where it is, and copies only a record that spans chunks.
+//!
+//! A side that finds nothing to do (a consumer on an empty queue, a producer on a full bounded
+//! one) first re-checks for a while (ipc-sync's spin budget), then sleeps on a futex word:
+//! consumers on `put_seq`, producers on `get_seq`. Bit 0 of the word ([`SLEEPER`]) says that
+//! someone sleeps on it: the sleeper sets it with a read-modify-write, the other side looks at
+//! it after each commit (behind a `SeqCst` fence) and makes the wake-up system call only when it
+//! is set, clearing it in the same step. So while both sides run, no commit makes a system
+//! call, and when a side sleeps, only the first commit after it fell asleep pays for waking it.
 //!
 //! Every index and length read from the control block or a chunk is range-checked by [`Mem`]
 //! before use.
@@ -41,6 +49,7 @@ use ipc_sync::raw::RawLock;
 /// Points inside `put`/`get` where a test can make the process die (through the `hook`
 /// argument), to check what the next process finds. Not part of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testing-hooks"), allow(unreachable_pub))]
 pub enum CrashPoint {
     /// The record is written (and chunks linked) but not committed.
     PutBeforeCommit,
@@ -53,7 +62,7 @@ pub enum CrashPoint {
 }
 
 /// What the algorithm can fail with.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CoreError {
     /// The deadline passed (queue full for a put, empty for a get).
     Timeout,
@@ -63,14 +72,15 @@ pub(crate) enum CoreError {
     Exhausted,
     /// The shared state is inconsistent (another process wrote garbage).
     Corrupted(&'static str),
+    /// The system refused memory for a chunk (the reason as text).
+    NoMemory(String),
+    /// The caller's `fill` gave up (it keeps the reason).
+    Aborted,
 }
 
 pub(crate) type Result<T> = std::result::Result<T, CoreError>;
 
 const LEN_BYTES: usize = 8;
-/// Checks of the queue a consumer makes before sleeping on it (none under loom, where spinning
-/// only multiplies states).
-const SPINS: u32 = if cfg!(ipc_loom) { 0 } else { 200 };
 
 /// How often a sleeping side re-checks the queue even without a wake-up: a process that died
 /// between committing and waking the other side must not leave it asleep for good.
@@ -138,13 +148,13 @@ pub(crate) struct Ctrl {
     _p2: Pad,
     /// Records committed by producers (the commit point of a put).
     pub(crate) items_put: AtomicU64,
+    /// Consumers sleep on it while the queue is empty (see [`SLEEPER`]).
     put_seq: AtomicU32,
-    put_waiters: AtomicU32,
     _p3: Pad,
     /// Records taken by consumers (mirrors the selected head slot; for `len`).
     pub(crate) items_got: AtomicU64,
+    /// Producers of a full bounded queue sleep on it (see [`SLEEPER`]).
     get_seq: AtomicU32,
-    get_waiters: AtomicU32,
     _p4: Pad,
     // The chunk allocator, under `alloc_lock`.
     alloc_lock: RawLock,
@@ -177,11 +187,9 @@ impl Ctrl {
             _p2: [0; 16],
             items_put: AtomicU64::new(0),
             put_seq: AtomicU32::new(0),
-            put_waiters: AtomicU32::new(0),
             _p3: [0; 16],
             items_got: AtomicU64::new(0),
             get_seq: AtomicU32::new(0),
-            get_waiters: AtomicU32::new(0),
             _p4: [0; 16],
             alloc_lock: RawLock::new(),
             free_head: AtomicU64::new(0),
@@ -235,10 +243,26 @@ pub(crate) trait Mem {
     /// Gives chunk `unit`'s pages back to the system; its contents (link included) read as
     /// zero afterwards.
     fn release(&self, unit: u64);
+    /// Makes sure chunk `unit` has its memory (a chunk never used, or whose pages
+    /// [`release`](Mem::release) gave back), so that writing it cannot fault. The default has
+    /// nothing to do (heap memory).
+    fn commit_pages(&self, unit: u64) -> Result<()> {
+        let _ = unit;
+        Ok(())
+    }
     /// A process-local copy of `items_put` as last read (0 at first). `items_put` only grows,
     /// so the copy is a lower bound: while it is ahead of the consumers, a consumer knows a
     /// record is there without reading the producers' cache line.
     fn put_hint(&self) -> &AtomicU64;
+    /// Calls `f` with the `len` bytes of chunk `unit` at `off`, in place if the storage allows
+    /// it. The default copies them out with [`read`](Mem::read) (the loom model keeps it, so
+    /// that every byte read goes through its cells).
+    fn view(&self, unit: u64, off: usize, len: usize, f: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let mut copy = vec![0u8; len];
+        self.read(unit, off, &mut copy)?;
+        f(&copy);
+        Ok(())
+    }
 }
 
 /// A held lock, released on drop.
@@ -279,9 +303,14 @@ fn alloc_chunk<M: Mem + ?Sized>(m: &M) -> Result<u64> {
     let unit = if head != 0 {
         let unit = head - 1;
         check_unit(m, unit)?;
+        let hot = c.hot_free.load(Ordering::Acquire);
+        if hot == 0 {
+            // Its pages were given back: get them before it leaves the list, so a refusal
+            // leaves the list as it was.
+            m.commit_pages(unit)?;
+        }
         let next = m.link(unit)?.load(Ordering::Acquire);
         c.free_head.store(next, Ordering::Release);
-        let hot = c.hot_free.load(Ordering::Acquire);
         c.hot_free.store(hot.saturating_sub(1), Ordering::Release);
         unit
     } else {
@@ -289,6 +318,7 @@ fn alloc_chunk<M: Mem + ?Sized>(m: &M) -> Result<u64> {
         if unit >= m.units() {
             return Err(CoreError::Exhausted);
         }
+        m.commit_pages(unit)?;
         c.next_fresh.store(unit + 1, Ordering::Release);
         unit
     };
@@ -379,13 +409,70 @@ fn recover_tail(c: &Ctrl) {
     }
 }
 
-/// Copies `bytes` as one record starting at (`unit`, `off`); returns the end position.
-fn write_record<M: Mem + ?Sized>(
-    m: &M,
-    mut unit: u64,
-    mut off: usize,
-    bytes: &[u8],
-) -> Result<(u64, usize)> {
+/// A record being written beyond the tail by the producer holding `put_lock`: the bytes go
+/// straight into the chunks (allocating more as needed), the length is filled in at the end.
+/// Nothing is visible to consumers until [`put_with`] commits it.
+pub(crate) struct Writer<'a, M: Mem + ?Sized> {
+    m: &'a M,
+    /// Where the record's length goes.
+    head: (u64, usize),
+    /// Where the next byte goes.
+    unit: u64,
+    off: usize,
+    /// Bytes offered so far (also past the maximum, to report the whole size).
+    len: u64,
+    max: u64,
+    /// The first storage error: the record is abandoned.
+    failed: Option<CoreError>,
+}
+
+impl<M: Mem + ?Sized> Writer<'_, M> {
+    /// Appends `bytes` to the record. Past the queue's maximum message size the bytes are only
+    /// counted (the put then fails with [`CoreError::TooLarge`] carrying the whole size); a
+    /// storage error ([`CoreError::Exhausted`], [`CoreError::Corrupted`]) is returned at once
+    /// and again by every later call.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        self.len = self.len.saturating_add(bytes.len() as u64);
+        if self.len > self.max {
+            return Ok(());
+        }
+        match self.append(bytes) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let data = self.m.data_len();
+        let mut done = 0;
+        while done < bytes.len() {
+            if self.off == data {
+                self.unit = next_for_write(self.m, self.unit)?;
+                self.off = 0;
+            }
+            let n = (bytes.len() - done).min(data - self.off);
+            self.m.write(self.unit, self.off, &bytes[done..done + n])?;
+            done += n;
+            self.off += n;
+        }
+        Ok(())
+    }
+
+    /// Bytes offered so far.
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Starts a record at (`unit`, `off`): the room for its length is kept at the start.
+fn start_record<M: Mem + ?Sized>(m: &M, mut unit: u64, mut off: usize) -> Result<Writer<'_, M>> {
     let data = m.data_len();
     if off > data || off % 8 != 0 {
         return Err(CoreError::Corrupted("tail offset out of range"));
@@ -395,52 +482,153 @@ fn write_record<M: Mem + ?Sized>(
         off = 0;
     }
     // `off` is 8-aligned and `data` a multiple of 8: the length fits in this chunk.
-    m.write(unit, off, &(bytes.len() as u64).to_le_bytes())?;
-    off += LEN_BYTES;
-    let mut done = 0;
-    while done < bytes.len() {
-        if off == data {
-            unit = next_for_write(m, unit)?;
-            off = 0;
+    Ok(Writer {
+        m,
+        head: (unit, off),
+        unit,
+        off: off + LEN_BYTES,
+        len: 0,
+        max: m.max_msg(),
+        failed: None,
+    })
+}
+
+/// Bit 0 of a wake-up word (`put_seq`, `get_seq`): someone sleeps, or is about to, on the word's
+/// current value. The other bits count wake-ups, so a sleeper's expected value goes stale as
+/// soon as one happens.
+const SLEEPER: u32 = 1;
+
+/// The waking side, after a change that a sleeper on `word` may wait for (a commit). Makes a
+/// system call only when a sleeper announced itself, and then clears the announcement, so the
+/// changes that follow make none until someone sleeps again.
+///
+/// Dekker with [`sleep_on`]: the change is ordered before the look at `word` by the fence, the
+/// sleeper's announcement before its last look at the state by its own; one of the two sees
+/// the other.
+fn wake_sleepers(word: &AtomicU32) {
+    fence(Ordering::SeqCst);
+    let mut cur = word.load(Ordering::SeqCst);
+    while cur & SLEEPER != 0 {
+        match word.compare_exchange(
+            cur,
+            (cur & !SLEEPER).wrapping_add(2),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => {
+                futex::wake_all(word);
+                return;
+            }
+            Err(now) => cur = now,
         }
-        let n = (bytes.len() - done).min(data - off);
-        m.write(unit, off, &bytes[done..done + n])?;
-        done += n;
-        off += n;
     }
-    Ok((unit, ((off + 7) & !7).min(data)))
+}
+
+/// The sleeping side: announces a sleeper on `word` (always with a read-modify-write, so the
+/// waker's fence orders against it), looks at the state once more with `ready`, and sleeps
+/// unless it changed, at most until `deadline` (and [`RECHECK`] outside loom). Returns whether
+/// the wait timed out.
+fn sleep_on(word: &AtomicU32, deadline: Option<Deadline>, ready: impl Fn() -> bool) -> bool {
+    let announced = word.fetch_or(SLEEPER, Ordering::SeqCst) | SLEEPER;
+    fence(Ordering::SeqCst);
+    if ready() {
+        return false;
+    }
+    futex::wait(word, announced, nap(deadline)) == futex::Wait::TimedOut
+}
+
+#[cfg(not(ipc_loom))]
+thread_local! {
+    /// How long this thread has found it worth spinning, in nanoseconds (see [`spin_until`]).
+    static LEARNED_SPIN: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// The shortest spin: a probe of about a microsecond.
+#[cfg(not(ipc_loom))]
+const PROBE_NANOS: u64 = 1_000;
+
+/// Re-checks `ready` for a while before the caller sleeps; returns whether it became true. The
+/// other side, when it runs, usually commits within a microsecond or two: spinning then saves
+/// both this side's sleep and the other side's wake-up call.
+///
+/// The budget adapts per thread, as ipc-sync's waits do: at most ipc-sync's spin time
+/// (`ipc_sync::spin_time`, which also turns spinning off), doubled after a spin that succeeded,
+/// halved (down to a ~1 us probe) after one that ran out. So a consumer that keeps up with a
+/// running producer never sleeps, and one whose producer is idle or descheduled (an overloaded
+/// machine) soon stops burning the processor the producer needs. Never past `deadline`.
+#[cfg(not(ipc_loom))]
+fn spin_until(deadline: Option<Deadline>, ready: impl Fn() -> bool) -> bool {
+    if ready() {
+        return true;
+    }
+    let max = ipc_sync::spin_time().as_nanos().min(u128::from(u64::MAX)) as u64;
+    if max == 0 || ipc_sync::spin_limit() == 0 {
+        return false;
+    }
+    let budget = LEARNED_SPIN.with(std::cell::Cell::get).min(max);
+    let start = std::time::Instant::now();
+    let mut looks = 0u32;
+    let won = loop {
+        ipc_sync::primitive::spin_loop();
+        if ready() {
+            break true;
+        }
+        looks = looks.wrapping_add(1);
+        if looks % 16 == 0
+            && (start.elapsed().as_nanos() >= u128::from(budget)
+                || deadline.is_some_and(|d| d.has_passed()))
+        {
+            break false;
+        }
+    };
+    let next = if won {
+        budget.saturating_mul(2).saturating_add(2 * PROBE_NANOS)
+    } else {
+        (budget / 2).max(PROBE_NANOS)
+    };
+    LEARNED_SPIN.with(|l| l.set(next.min(max)));
+    won
+}
+
+/// Under loom a spin only multiplies states.
+#[cfg(ipc_loom)]
+fn spin_until(_deadline: Option<Deadline>, ready: impl Fn() -> bool) -> bool {
+    ready()
 }
 
 /// Appends `bytes` as one record, waiting for room in a bounded queue until `deadline`.
 // The library calls `put_with`; the loom model calls this.
 #[allow(dead_code)]
 pub(crate) fn put<M: Mem + ?Sized>(m: &M, bytes: &[u8], deadline: Option<Deadline>) -> Result<()> {
-    put_with(m, bytes, deadline, |_| {})
-}
-
-/// [`put`], calling `hook` at each [`CrashPoint`] it passes.
-pub(crate) fn put_with<M: Mem + ?Sized>(
-    m: &M,
-    bytes: &[u8],
-    deadline: Option<Deadline>,
-    hook: impl Fn(CrashPoint),
-) -> Result<()> {
-    let c = m.ctrl();
-    let max = m.max_msg();
-    if bytes.len() as u64 > max {
+    if bytes.len() as u64 > m.max_msg() {
         return Err(CoreError::TooLarge {
             len: bytes.len() as u64,
-            max,
+            max: m.max_msg(),
         });
     }
+    put_with(m, deadline, |_| {}, |w| w.write(bytes))
+}
+
+/// Appends one record whose bytes `fill` writes, waiting for room in a bounded queue until
+/// `deadline`, and calling `hook` at each [`CrashPoint`] it passes. `fill` runs under
+/// `put_lock` once there is room; when it fails (or panics) nothing is committed and its
+/// error is returned.
+pub(crate) fn put_with<M: Mem + ?Sized>(
+    m: &M,
+    deadline: Option<Deadline>,
+    hook: impl Fn(CrashPoint),
+    fill: impl FnOnce(&mut Writer<'_, M>) -> Result<()>,
+) -> Result<()> {
+    let c = m.ctrl();
     let maxsize = c.maxsize.load(Ordering::Relaxed);
+    // Only a bounded queue waits for room (and so reads the consumers' line).
+    let full = || {
+        c.items_put
+            .load(Ordering::SeqCst)
+            .saturating_sub(c.items_got.load(Ordering::SeqCst))
+            >= maxsize
+    };
     loop {
-        // Only a bounded queue waits for room (and so reads the consumers' line).
-        let seen = if maxsize > 0 {
-            c.get_seq.load(Ordering::SeqCst)
-        } else {
-            0
-        };
         let held = lock(&c.put_lock, deadline).ok_or(CoreError::Timeout)?;
         if held.owner_died {
             recover_tail(c);
@@ -449,18 +637,13 @@ pub(crate) fn put_with<M: Mem + ?Sized>(
         let items = c.tail[sel].items.load(Ordering::Acquire);
         if maxsize > 0 && items.saturating_sub(c.items_got.load(Ordering::Acquire)) >= maxsize {
             drop(held);
+            if spin_until(deadline, || !full()) {
+                continue;
+            }
             if deadline.is_some_and(|d| d.has_passed()) {
                 return Err(CoreError::Timeout);
             }
-            c.put_waiters.fetch_add(1, Ordering::SeqCst);
-            // Dekker with the consumer's bump-then-check: one of the two sees the other.
-            fence(Ordering::SeqCst);
-            let timed_out = if c.get_seq.load(Ordering::SeqCst) == seen {
-                futex::wait(&c.get_seq, seen, nap(deadline)) == futex::Wait::TimedOut
-            } else {
-                false
-            };
-            c.put_waiters.fetch_sub(1, Ordering::SeqCst);
+            let timed_out = sleep_on(&c.get_seq, deadline, || !full());
             if timed_out && cfg!(ipc_loom) {
                 // Loom models a timed wait as "may time out" without a clock.
                 return Err(CoreError::Timeout);
@@ -469,7 +652,21 @@ pub(crate) fn put_with<M: Mem + ?Sized>(
         }
         let unit = c.tail[sel].unit.load(Ordering::Acquire);
         let off = c.tail[sel].off.load(Ordering::Acquire) as usize;
-        let (end_unit, end_off) = write_record(m, unit, off, bytes)?;
+        let mut w = start_record(m, unit, off)?;
+        let filled = fill(&mut w);
+        if let Some(e) = w.failed.take() {
+            return Err(e);
+        }
+        filled?;
+        if w.len > w.max {
+            return Err(CoreError::TooLarge {
+                len: w.len,
+                max: w.max,
+            });
+        }
+        m.write(w.head.0, w.head.1, &w.len.to_le_bytes())?;
+        let data = m.data_len();
+        let (end_unit, end_off) = (w.unit, ((w.off + 7) & !7).min(data));
         let other = 1 - sel;
         c.tail[other].unit.store(end_unit, Ordering::Relaxed);
         c.tail[other].off.store(end_off as u64, Ordering::Relaxed);
@@ -479,28 +676,23 @@ pub(crate) fn put_with<M: Mem + ?Sized>(
         c.tail[other].items.store(next, Ordering::Relaxed);
         hook(CrashPoint::PutBeforeCommit);
         // The commit: consumers may take the record from here on.
-        c.items_put.store(next, Ordering::Release);
+        c.items_put.store(next, Ordering::SeqCst);
         hook(CrashPoint::PutBeforeFlip);
         c.tail_sel.store(other as u64, Ordering::Release);
         drop(held);
-        c.put_seq.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if c.get_waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(&c.put_seq);
-        }
+        wake_sleepers(&c.put_seq);
         return Ok(());
     }
 }
 
-/// Copies the record at (`unit`, `off`) into `out` (resized to fit); returns the end position
-/// and pushes the chunks left behind onto `passed`.
-fn read_record<M: Mem + ?Sized>(
+/// Reads the length of the record at (`unit`, `off`); returns where its bytes start and how
+/// many there are, pushing a chunk left behind onto `passed`.
+fn record_start<M: Mem + ?Sized>(
     m: &M,
     mut unit: u64,
     mut off: usize,
-    out: &mut Vec<u8>,
     passed: &mut Vec<u64>,
-) -> Result<(u64, usize)> {
+) -> Result<(u64, usize, usize)> {
     let data = m.data_len();
     if off > data || off % 8 != 0 {
         return Err(CoreError::Corrupted("head offset out of range"));
@@ -521,8 +713,20 @@ fn read_record<M: Mem + ?Sized>(
             "record longer than the maximum message size",
         ));
     }
-    let len = len as usize;
-    off += LEN_BYTES;
+    Ok((unit, off + LEN_BYTES, len as usize))
+}
+
+/// Copies the `len` record bytes at (`unit`, `off`) into `out` (resized to fit); returns the
+/// end position and pushes the chunks left behind onto `passed`.
+fn read_body<M: Mem + ?Sized>(
+    m: &M,
+    mut unit: u64,
+    mut off: usize,
+    len: usize,
+    out: &mut Vec<u8>,
+    passed: &mut Vec<u64>,
+) -> Result<(u64, usize)> {
+    let data = m.data_len();
     out.resize(len, 0);
     let mut done = 0;
     while done < len {
@@ -539,8 +743,8 @@ fn read_record<M: Mem + ?Sized>(
     Ok((unit, ((off + 7) & !7).min(data)))
 }
 
-/// Takes the first record into `out[..n]` and returns `n`, waiting until `deadline` while the
-/// queue is empty. `out` keeps its allocation between calls.
+/// Takes the first record into `out` and returns its length, waiting until `deadline` while
+/// the queue is empty.
 // The library calls `get_with`; the loom model calls this.
 #[allow(dead_code)]
 pub(crate) fn get<M: Mem + ?Sized>(
@@ -549,20 +753,31 @@ pub(crate) fn get<M: Mem + ?Sized>(
     deadline: Option<Deadline>,
     keep_free: u64,
 ) -> Result<usize> {
-    get_with(m, out, deadline, keep_free, |_| {})
+    let mut spill = Vec::new();
+    *out = get_with(m, &mut spill, deadline, keep_free, |_| {}, <[u8]>::to_vec)?;
+    Ok(out.len())
 }
 
-/// [`get`], calling `hook` at each [`CrashPoint`] it passes.
-pub(crate) fn get_with<M: Mem + ?Sized>(
+/// Takes the first record and returns what `take` makes of its bytes, waiting until
+/// `deadline` while the queue is empty, and calling `hook` at each [`CrashPoint`] it passes.
+///
+/// A record that lies in one chunk is handed to `take` where it is ([`Mem::view`]), under
+/// `get_lock`; one that spans chunks is copied into `spill` first (which keeps its allocation
+/// between calls) and handed over after the lock is released. Either way the record is taken
+/// whatever `take` returns, and also when it panics (the panic resumes once the record is
+/// taken): a record that cannot be decoded is not handed to every consumer in turn.
+pub(crate) fn get_with<M: Mem + ?Sized, R>(
     m: &M,
-    out: &mut Vec<u8>,
+    spill: &mut Vec<u8>,
     deadline: Option<Deadline>,
     keep_free: u64,
     hook: impl Fn(CrashPoint),
-) -> Result<usize> {
+    take: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
     let c = m.ctrl();
     let hint = m.put_hint();
     let mut passed = Vec::new();
+    let data = m.data_len();
     loop {
         let held = lock(&c.get_lock, deadline).ok_or(CoreError::Timeout)?;
         let sel = (c.head_sel.load(Ordering::Acquire) & 1) as usize;
@@ -580,8 +795,29 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
             let unit = c.head[sel].unit.load(Ordering::Acquire);
             let off = c.head[sel].off.load(Ordering::Acquire) as usize;
             passed.clear();
-            let (end_unit, end_off) = read_record(m, unit, off, out, &mut passed)?;
-            let n = out.len();
+            let (unit, off, len) = record_start(m, unit, off, &mut passed)?;
+            let mut take = Some(take);
+            let mut made = None;
+            let mut panicked = None;
+            let (end_unit, end_off) = if off.checked_add(len).is_some_and(|end| end <= data) {
+                let viewed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    m.view(unit, off, len, &mut |bytes| {
+                        if let Some(t) = take.take() {
+                            made = Some(t(bytes));
+                        }
+                    })
+                }));
+                match viewed {
+                    Ok(r) => r?,
+                    Err(payload) => panicked = Some(payload),
+                }
+                if made.is_none() && panicked.is_none() {
+                    return Err(CoreError::Corrupted("record not readable in place"));
+                }
+                (unit, ((off + len + 7) & !7).min(data))
+            } else {
+                read_body(m, unit, off, len, spill, &mut passed)?
+            };
             let other = 1 - sel;
             c.head[other].unit.store(end_unit, Ordering::Relaxed);
             c.head[other].off.store(end_off as u64, Ordering::Relaxed);
@@ -590,9 +826,20 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
             hook(CrashPoint::GetBeforeFlip);
             // The commit: the record is taken.
             c.head_sel.store(other as u64, Ordering::Release);
-            c.items_got.store(next, Ordering::Release);
+            c.items_got.store(next, Ordering::SeqCst);
             hook(CrashPoint::GetBeforeFree);
             drop(held);
+            if c.maxsize.load(Ordering::Relaxed) > 0 {
+                wake_sleepers(&c.get_seq);
+            }
+            if let Some(payload) = panicked {
+                std::panic::resume_unwind(payload);
+            }
+            let r = match (made, take) {
+                (Some(r), _) => r,
+                (None, Some(t)) => t(spill),
+                (None, None) => return Err(CoreError::Corrupted("record not readable")),
+            };
             for u in passed.drain(..) {
                 free_chunk(m, u)?;
             }
@@ -603,40 +850,17 @@ pub(crate) fn get_with<M: Mem + ?Sized>(
                     trim(m, keep_free)?;
                 }
             }
-            c.get_seq.fetch_add(1, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            if c.put_waiters.load(Ordering::SeqCst) > 0 {
-                futex::wake_all(&c.get_seq);
-            }
-            return Ok(n);
+            return Ok(r);
         }
         drop(held);
+        let ready = || c.items_put.load(Ordering::SeqCst) > items;
+        if spin_until(deadline, ready) {
+            continue;
+        }
         if deadline.is_some_and(|d| d.has_passed()) {
             return Err(CoreError::Timeout);
         }
-        // Read the wake-up word, then look again: a put committed after this look bumps the
-        // word after `seen`, so the sleep below cannot miss it.
-        let seen = c.put_seq.load(Ordering::SeqCst);
-        if c.items_put.load(Ordering::SeqCst) > items {
-            continue;
-        }
-        // A producer is often about to commit: look a few times before sleeping.
-        let mut spins = 0;
-        while spins < SPINS && c.put_seq.load(Ordering::Acquire) == seen {
-            ipc_sync::primitive::spin_loop();
-            spins += 1;
-        }
-        if c.put_seq.load(Ordering::Acquire) != seen {
-            continue;
-        }
-        c.get_waiters.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let timed_out = if c.put_seq.load(Ordering::SeqCst) == seen {
-            futex::wait(&c.put_seq, seen, nap(deadline)) == futex::Wait::TimedOut
-        } else {
-            false
-        };
-        c.get_waiters.fetch_sub(1, Ordering::SeqCst);
+        let timed_out = sleep_on(&c.put_seq, deadline, ready);
         if timed_out && cfg!(ipc_loom) {
             return Err(CoreError::Timeout);
         }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use ipc_shm::Segment;
 use ipc_sync::futex::Deadline;
 use ipc_sync::primitive::atomic::Ordering;
+#[cfg(feature = "testing-hooks")]
 use ipc_sync::raw::RawLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ring_core::{self, CoreError, CrashPoint, Ctrl, Mem};
-use super::RecvBuf;
+use super::ring_core::{self, CoreError, CrashPoint, Ctrl, Mem, Writer};
 use crate::err::{Error, Result};
 
 /// Bytes of address space a shared-memory queue reserves by default (committed only as it is
@@ -60,6 +60,11 @@ fn map_err(e: CoreError) -> Error {
                 .into(),
         ),
         CoreError::Corrupted(what) => Error::Shm(format!("queue storage is corrupted ({what})")),
+        CoreError::Aborted => Error::Encode("the item could not be encoded".into()),
+        CoreError::NoMemory(errno) => Error::Shm(format!(
+            "cannot commit memory for the queue's next chunk ({errno}); \
+             the item was not put"
+        )),
     }
 }
 
@@ -117,6 +122,49 @@ impl Mem for ShmRing {
         &self.hint
     }
 
+    fn view(
+        &self,
+        unit: u64,
+        off: usize,
+        len: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> ring_core::Result<()> {
+        let src = self.range(unit, off, len)?;
+        // SAFETY: `range` checked that the `len` bytes lie inside chunk `unit`'s data area, in
+        // the mapping that `self` keeps alive for the call. The caller holds `get_lock` and the
+        // record is committed: under the algorithm no process writes these bytes until the
+        // caller moves the head past them, after `f` returns. (A process that ignores the
+        // algorithm and scribbles on them can only change what `f` decodes; `f` treats the
+        // bytes as untrusted input.)
+        let bytes = unsafe { std::slice::from_raw_parts(src as *const u8, len) };
+        f(bytes);
+        Ok(())
+    }
+
+    fn commit_pages(&self, unit: u64) -> ring_core::Result<()> {
+        if unit == 0 || unit >= self.units {
+            return Err(CoreError::Corrupted("chunk index out of range"));
+        }
+        #[cfg(test)]
+        if tests::refuse_commit() {
+            return Err(CoreError::NoMemory(rustix::io::Errno::NOSPC.to_string()));
+        }
+        // A sparse memfd page is allocated when first touched; without memory that touch is a
+        // SIGBUS. Allocating the chunk's pages here turns it into an error.
+        loop {
+            match rustix::fs::fallocate(
+                self.seg.as_fd(),
+                rustix::fs::FallocateFlags::empty(),
+                unit * UNIT as u64,
+                UNIT as u64,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(CoreError::NoMemory(e.to_string())),
+            }
+        }
+    }
+
     fn release(&self, unit: u64) {
         let _ = rustix::fs::fallocate(
             self.seg.as_fd(),
@@ -139,6 +187,14 @@ impl ShmRing {
         let len = usize::try_from(units * UNIT as u64)
             .map_err(|_| Error::InvalidArgument("reserve too large".into()))?;
         let seg = Segment::new(len).map_err(|e| Error::Shm(e.to_string()))?;
+        // The control block's pages and the first chunk's are allocated now (the others when
+        // the allocator hands their chunk out): no write to the segment can fault for lack of
+        // memory.
+        let ctrl_len = std::mem::size_of::<Ctrl>().next_multiple_of(4096) as u64;
+        for (at, n) in [(0, ctrl_len), (UNIT as u64, UNIT as u64)] {
+            rustix::fs::fallocate(seg.as_fd(), rustix::fs::FallocateFlags::empty(), at, n)
+                .map_err(|e| Error::Shm(format!("cannot commit memory for a new queue ({e})")))?;
+        }
         let ring = ShmRing {
             seg,
             units,
@@ -161,10 +217,12 @@ impl ShmRing {
         Ok(unsafe { self.seg.as_ptr().add(at) })
     }
 
+    #[cfg(feature = "testing-hooks")]
     pub(crate) fn get_lock(&self) -> &RawLock {
         &self.ctrl().get_lock
     }
 
+    #[cfg(feature = "testing-hooks")]
     pub(crate) fn put_lock(&self) -> &RawLock {
         &self.ctrl().put_lock
     }
@@ -181,25 +239,26 @@ impl ShmRing {
         self.ctrl().len() as usize
     }
 
+    /// Puts one record whose bytes `fill` writes (see `ring_core::put_with`).
     pub(crate) fn put(
         &self,
-        bytes: &[u8],
         deadline: Option<Deadline>,
         hook: impl Fn(CrashPoint),
+        fill: impl FnOnce(&mut Writer<'_, ShmRing>) -> ring_core::Result<()>,
     ) -> Result<()> {
-        ring_core::put_with(self, bytes, deadline, hook).map_err(map_err)
+        ring_core::put_with(self, deadline, hook, fill).map_err(map_err)
     }
 
-    pub(crate) fn get(
+    /// Takes one record and returns what `take` makes of its bytes (see
+    /// `ring_core::get_with`); `spill` holds a record that spans chunks.
+    pub(crate) fn get<R>(
         &self,
-        buf: &mut RecvBuf,
+        spill: &mut Vec<u8>,
         deadline: Option<Deadline>,
         hook: impl Fn(CrashPoint),
-    ) -> Result<()> {
-        let n =
-            ring_core::get_with(self, &mut buf.data, deadline, KEEP_FREE, hook).map_err(map_err)?;
-        buf.used = n;
-        Ok(())
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        ring_core::get_with(self, spill, deadline, KEEP_FREE, hook, take).map_err(map_err)
     }
 }
 
@@ -246,6 +305,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::flavors::RecvBuf;
 
     fn ring(units: u64, max_msg: u64) -> ShmRing {
         ShmRing::new(0, max_msg, units * UNIT as u64).unwrap()
@@ -257,12 +317,68 @@ mod tests {
 
     fn no_hook(_: CrashPoint) {}
 
+    thread_local! {
+        /// Chunks this thread's rings may still commit before refusing (for the test of a
+        /// system out of memory); `u64::MAX`: no limit.
+        static COMMITS_LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+    }
+
+    /// Whether the next chunk commit is refused (see `COMMITS_LEFT`).
+    pub(super) fn refuse_commit() -> bool {
+        COMMITS_LEFT.with(|c| {
+            let n = c.get();
+            if n != u64::MAX && n > 0 {
+                c.set(n - 1);
+            }
+            n == 0
+        })
+    }
+
+    trait Ops {
+        fn put_bytes(
+            &self,
+            bytes: &[u8],
+            deadline: Option<Deadline>,
+            hook: fn(CrashPoint),
+        ) -> Result<()>;
+        fn get_bytes(
+            &self,
+            buf: &mut RecvBuf,
+            deadline: Option<Deadline>,
+            hook: fn(CrashPoint),
+        ) -> Result<()>;
+    }
+
+    /// Byte records, as the tests below were written for.
+    impl Ops for ShmRing {
+        fn put_bytes(
+            &self,
+            bytes: &[u8],
+            deadline: Option<Deadline>,
+            hook: fn(CrashPoint),
+        ) -> Result<()> {
+            ShmRing::put(self, deadline, hook, |w| w.write(bytes))
+        }
+        fn get_bytes(
+            &self,
+            buf: &mut RecvBuf,
+            deadline: Option<Deadline>,
+            hook: fn(CrashPoint),
+        ) -> Result<()> {
+            let mut spill = Vec::new();
+            let v = ShmRing::get(self, &mut spill, deadline, hook, <[u8]>::to_vec)?;
+            buf.data = v;
+            buf.used = buf.data.len();
+            Ok(())
+        }
+    }
+
     /// Puts and gets a few items, whatever they return: they must not panic or hang.
     fn exercise(r: &ShmRing) {
         let mut buf = RecvBuf::default();
         for _ in 0..3 {
-            let _ = r.put(b"abc", now(), no_hook);
-            let _ = r.get(&mut buf, now(), no_hook);
+            let _ = r.put_bytes(b"abc", now(), no_hook);
+            let _ = r.get_bytes(&mut buf, now(), no_hook);
         }
     }
 
@@ -271,7 +387,7 @@ mod tests {
         for v in [u64::MAX, u64::MAX - 1, 1 << 63, DATA as u64 + 8, 7] {
             for field in 0..8 {
                 let r = ring(4, 1024);
-                r.put(b"x", None, no_hook).unwrap();
+                r.put_bytes(b"x", None, no_hook).unwrap();
                 let c = r.ctrl();
                 match field {
                     0 => {
@@ -316,20 +432,23 @@ mod tests {
     #[test]
     fn scribbled_record_length_is_refused_before_allocating() {
         let r = ring(4, 1024);
-        r.put(b"x", None, no_hook).unwrap();
+        r.put_bytes(b"x", None, no_hook).unwrap();
         // A peer raises the shared limit and announces an absurd record.
         r.ctrl().max_msg.store(u64::MAX, Ordering::Relaxed);
         r.write(1, 0, &(1u64 << 62).to_le_bytes()).unwrap();
         let mut buf = RecvBuf::default();
-        match r.get(&mut buf, None, no_hook) {
+        match r.get_bytes(&mut buf, None, no_hook) {
             Err(Error::Shm(m)) => assert!(m.contains("corrupted"), "{m}"),
             other => panic!("{:?}", other.map(|_| buf.bytes().to_vec())),
         }
         // Within this handle's limit but beyond the storage: refused too.
         let r = ring(2, u64::MAX);
-        r.put(b"x", None, no_hook).unwrap();
+        r.put_bytes(b"x", None, no_hook).unwrap();
         r.write(1, 0, &(DATA as u64 + 1).to_le_bytes()).unwrap();
-        assert!(matches!(r.get(&mut buf, None, no_hook), Err(Error::Shm(_))));
+        assert!(matches!(
+            r.get_bytes(&mut buf, None, no_hook),
+            Err(Error::Shm(_))
+        ));
     }
 
     #[test]
@@ -341,10 +460,10 @@ mod tests {
         r.link(2).unwrap().store(3, Ordering::Relaxed);
         c.free_head.store(3, Ordering::Relaxed);
         c.hot_free.store(u64::MAX, Ordering::Relaxed);
-        r.put(b"x", None, no_hook).unwrap();
+        r.put_bytes(b"x", None, no_hook).unwrap();
         let mut buf = RecvBuf::default();
         // Draining trims the free list.
-        r.get(&mut buf, None, no_hook).unwrap();
+        r.get_bytes(&mut buf, None, no_hook).unwrap();
         assert_eq!(buf.bytes(), b"x");
     }
 
@@ -357,24 +476,62 @@ mod tests {
         let r = ring(128, 4 << 20);
         let item = vec![7u8; UNIT];
         for _ in 0..64 {
-            r.put(&item, None, no_hook).unwrap();
+            r.put_bytes(&item, None, no_hook).unwrap();
         }
         let after_burst = committed_bytes(&r);
         assert!(after_burst >= 64 * UNIT as u64, "{after_burst}");
         let mut buf = RecvBuf::default();
         for _ in 0..64 {
-            r.get(&mut buf, None, no_hook).unwrap();
+            r.get_bytes(&mut buf, None, no_hook).unwrap();
             assert_eq!(buf.bytes(), &item[..]);
         }
         // Each drain returns a quarter of the free chunks beyond KEEP_FREE.
         for _ in 0..40 {
-            r.put(b"x", None, no_hook).unwrap();
-            r.get(&mut buf, None, no_hook).unwrap();
+            r.put_bytes(b"x", None, no_hook).unwrap();
+            r.get_bytes(&mut buf, None, no_hook).unwrap();
         }
         let after_trims = committed_bytes(&r);
         assert!(
             after_burst - after_trims >= 24 * UNIT as u64,
             "{after_burst} -> {after_trims}"
         );
+    }
+
+    #[test]
+    fn refused_memory_is_an_error_and_the_queue_goes_on() {
+        let r = ring(8, 4 << 20);
+        let item = vec![3u8; 700 << 10];
+        // Chunk 1 was committed with the queue; one more chunk may be, then none.
+        COMMITS_LEFT.with(|c| c.set(1));
+        r.put_bytes(&item, None, no_hook).unwrap();
+        r.put_bytes(&item, None, no_hook).unwrap();
+        match r.put_bytes(&item, None, no_hook) {
+            Err(Error::Shm(m)) => assert!(m.contains("cannot commit memory"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.len(), 2);
+        let mut buf = RecvBuf::default();
+        for _ in 0..2 {
+            r.get_bytes(&mut buf, None, no_hook).unwrap();
+            assert_eq!(buf.bytes(), &item[..]);
+        }
+        // Chunk 1, which the consumers passed, kept its pages: reusing it needs no commit.
+        r.put_bytes(&item, None, no_hook).unwrap();
+        r.get_bytes(&mut buf, None, no_hook).unwrap();
+        assert_eq!(buf.bytes(), &item[..]);
+        assert_eq!(r.len(), 0);
+        COMMITS_LEFT.with(|c| c.set(u64::MAX));
+    }
+
+    #[test]
+    fn chunks_are_committed_when_handed_out() {
+        let r = ring(8, 4 << 20);
+        let before = committed_bytes(&r);
+        assert!(before >= UNIT as u64, "{before}");
+        // A tiny record commits nothing more; one that reaches chunk 2 commits it whole.
+        r.put_bytes(b"x", None, no_hook).unwrap();
+        assert_eq!(committed_bytes(&r), before);
+        r.put_bytes(&vec![1u8; DATA], None, no_hook).unwrap();
+        assert!(committed_bytes(&r) >= before + UNIT as u64);
     }
 }
