@@ -30,7 +30,9 @@ fn inc(x: u64) -> u64 {
     x.wrapping_add(1)
 }
 
-/// The CPU-bound task: the sum of `0..n`, computed the slow way.
+/// The CPU-bound task: the sum of `0..n`, computed the slow way. Never inlined: the workers call
+/// it through a function pointer, and the in-process baselines must run the same machine code.
+#[inline(never)]
 fn sum_to(n: u64) -> u64 {
     let mut s = 0u64;
     for i in 0..n {

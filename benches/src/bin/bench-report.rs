@@ -507,7 +507,15 @@ fn describe_ratio(g: &Goal, r: f64) -> String {
     }
 }
 
-fn machine() -> String {
+/// The machine: CPU model, cores, kernel, and the load averages (1, 5, 15 min) at report time.
+struct Machine {
+    cpu: String,
+    cores: usize,
+    kernel: String,
+    load: [f64; 3],
+}
+
+fn machine() -> Machine {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -521,10 +529,38 @@ fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {kernel}; load average at report time: {load}")
+    let mut load = [0.0; 3];
+    if let Ok(s) = std::fs::read_to_string("/proc/loadavg") {
+        for (l, v) in load.iter_mut().zip(s.split_whitespace()) {
+            *l = v.parse().unwrap_or(0.0);
+        }
+    }
+    Machine {
+        cpu,
+        cores,
+        kernel,
+        load,
+    }
+}
+
+/// The machine paragraph: what it is, and whether other work loaded it during the run.
+fn describe_machine(m: &Machine) -> String {
+    let [l1, l5, l15] = m.load;
+    let head = format!(
+        "Machine: {}, {} cores, Linux {}. Load average when the report was written: {l1:.2} \
+         (1 min), {l5:.2} (5 min), {l15:.2} (15 min).",
+        m.cpu, m.cores, m.kernel
+    );
+    // The benchmarks themselves keep up to two cores busy: more than that is other work.
+    if l15 > m.cores as f64 + 0.5 {
+        format!(
+            "{head} **A loaded machine:** other work ran beside the benchmarks, so absolute times \
+             are inflated and noisy (wake-ups wait for a core); the ratios of entries measured side \
+             by side are what to quote, and even those favour whatever needs fewer wake-ups."
+        )
+    } else {
+        format!("{head} A quiet machine (no other significant work during the run).")
+    }
 }
 
 fn utc_now() -> String {
@@ -555,11 +591,11 @@ fn render(o: &Opts, entries: &[Entry], groups: &[&str], charts: bool, charts_lin
     let _ = writeln!(s, "# multiproc: the comparison benchmark\n");
     let _ = writeln!(
         s,
-        "Run {}, {} pass, with `cargo xtask bench{}`. Machine: {}.\n",
+        "Run {}, {} pass, with `cargo xtask bench{}`. {}\n",
         utc_now(),
         if o.quick { "a `--quick`" } else { "a full" },
         if o.quick { " --quick" } else { "" },
-        machine()
+        describe_machine(&machine())
     );
     let _ = writeln!(
         s,
@@ -833,4 +869,154 @@ fn main() -> Res<()> {
         println!("charts: none (see above)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(group: &str, case: &str, name: &str, ns: f64) -> Entry {
+        Entry {
+            group: group.into(),
+            case: case.into(),
+            name: name.into(),
+            median_ns: ns,
+            spread_ns: 0.0,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn kinds_follow_the_names() {
+        assert_eq!(e("g", "c", "multiproc Pool", 1.0).kind(), Kind::Ours);
+        assert_eq!(e("g", "c", "python Pool", 1.0).kind(), Kind::Python);
+        assert_eq!(e("g", "c", "rayon (2 threads)", 1.0).kind(), Kind::Peer);
+    }
+
+    #[test]
+    fn python_twin_is_matched_by_name_before_speed() {
+        let es = [
+            e("queue", "64 B", "multiproc Queue shm", 1.0),
+            e("queue", "64 B", "python SimpleQueue", 5.0),
+            e("queue", "64 B", "python Queue", 9.0),
+        ];
+        let case: Vec<&Entry> = es.iter().collect();
+        assert_eq!(python_ref(&es[0], &case).unwrap().name, "python Queue");
+        // No twin of that name: the fastest Python entry.
+        let peer = e("queue", "64 B", "raw pipe", 2.0);
+        assert_eq!(python_ref(&peer, &case).unwrap().name, "python SimpleQueue");
+        // "multiproc fork" matches "python fork", not "python forkserver".
+        let starts = [
+            e("start", "noop child", "python forkserver", 3.0),
+            e("start", "noop child", "python fork", 2.0),
+        ];
+        let case: Vec<&Entry> = starts.iter().collect();
+        let fs = e("start", "noop child", "multiproc forkserver", 1.0);
+        assert_eq!(python_ref(&fs, &case).unwrap().name, "python forkserver");
+        let f = e("start", "noop child", "multiproc fork", 1.0);
+        assert_eq!(python_ref(&f, &case).unwrap().name, "python fork");
+    }
+
+    #[test]
+    fn goals_are_judged_in_their_direction() {
+        let es = vec![
+            e("start", "noop child", "multiproc fork", 100.0),
+            e("start", "noop child", "python fork", 1500.0),
+            e("start", "noop child", "multiproc forkserver", 300.0),
+            e("start", "noop child", "raw fork+waitpid", 100.0),
+            e("start", "noop child", "procspawn", 200.0),
+        ];
+        let faster_by = |x| Goal {
+            group: "start",
+            case: "noop child",
+            ours: "multiproc fork",
+            other: "python fork",
+            rule: Rule::FasterBy(x),
+        };
+        let o = judge(&es, &faster_by(10.0));
+        assert_eq!((o.ratio, o.met), (Some(15.0), Some(true)));
+        assert_eq!(judge(&es, &faster_by(20.0)).met, Some(false));
+        let at_most = Goal {
+            group: "start",
+            case: "noop child",
+            ours: "multiproc forkserver",
+            other: "raw fork+waitpid",
+            rule: Rule::AtMost(2.0),
+        };
+        let o = judge(&es, &at_most);
+        assert_eq!((o.ratio, o.met), (Some(3.0), Some(false)));
+        let faster = Goal {
+            group: "start",
+            case: "noop child",
+            ours: "multiproc forkserver",
+            other: "procspawn",
+            rule: Rule::Faster,
+        };
+        assert_eq!(judge(&es, &faster).met, Some(false));
+        let missing = Goal {
+            group: "start",
+            case: "noop child",
+            ours: "multiproc spawn",
+            other: "python spawn",
+            rule: Rule::FasterBy(10.0),
+        };
+        let o = judge(&es, &missing);
+        assert_eq!((o.ratio, o.met), (None, None));
+    }
+
+    #[test]
+    fn every_goal_names_a_known_group_and_case() {
+        for g in GOALS {
+            assert!(GROUPS.iter().any(|(x, _)| *x == g.group), "{}", g.group);
+            assert!(CASES.contains(&g.case), "{}", g.case);
+        }
+    }
+
+    #[test]
+    fn cases_in_report_order_ours_first() {
+        let es = vec![
+            e("queue", "ping-pong", "raw pipe", 1.0),
+            e("queue", "64 B", "python Queue", 9.0),
+            e("queue", "64 B", "raw pipe", 1.0),
+            e("queue", "64 B", "multiproc Queue shm", 2.0),
+            e("pipe", "8 B", "raw socketpair stream", 1.0),
+        ];
+        let cases = by_case(&es, "queue");
+        let names: Vec<&str> = cases.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, ["64 B", "ping-pong"]);
+        let order: Vec<&str> = cases[0].1.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(order, ["multiproc Queue shm", "raw pipe", "python Queue"]);
+    }
+
+    #[test]
+    fn python_lines_are_read_and_malformed_ones_refused() {
+        let dir = std::env::temp_dir().join(format!("bench-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("ok.jsonl");
+        std::fs::write(
+            &f,
+            "{\"group\": \"pipe\", \"case\": \"8 B\", \"name\": \"python Connection\", \
+             \"median_ns\": 41000.5, \"spread_ns\": 12.0, \"samples\": 5, \"note\": \"n\"}\n",
+        )
+        .unwrap();
+        let es = read_python(&f).unwrap();
+        assert_eq!(es.len(), 1);
+        assert_eq!(es[0].name, "python Connection");
+        assert_eq!(es[0].median_ns, 41000.5);
+        assert_eq!(es[0].note.as_deref(), Some("n"));
+        let bad = dir.join("bad.jsonl");
+        std::fs::write(&bad, "{\"group\": \"pipe\"}\n").unwrap();
+        assert!(read_python(&bad).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn times_and_rates_are_readable() {
+        assert_eq!(fmt_time(15.26), "15.3 ns");
+        assert_eq!(fmt_time(2_500.0), "2.50 µs");
+        assert_eq!(fmt_time(3_000_000.0), "3.00 ms");
+        assert_eq!(fmt_time(3.5e9), "3.50 s");
+        assert_eq!(fmt_rate(1_000.0), "1.00 M/s");
+        assert_eq!(fmt_rate(1e9), "1.00/s");
+    }
 }
