@@ -737,12 +737,46 @@ fn chart(path: &Path, group: &str, cases: &[(String, Vec<&Entry>)]) -> Res<()> {
         }
     }
     let n = rows.len();
+    let (w, h) = (1000u32, 90 + 34 * n as u32);
+    // Drawn into an RGB buffer, encoded by `write_png` (plotters' own encoder would bring in the
+    // whole `image` crate).
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        draw(&root, group, &rows)?;
+        root.present()?;
+    }
+    write_png(path, w, h, &rgb)
+}
+
+/// Encodes an 8-bit RGB image as a PNG file.
+fn write_png(path: &Path, w: u32, h: u32, rgb: &[u8]) -> Res<()> {
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut enc = png::Encoder::new(file, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Best);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(())
+}
+
+/// Draws the bars and their labels (`rows`: label, time ÷ fastest, kind) on `root`.
+fn draw<DB: plotters::prelude::DrawingBackend>(
+    root: &plotters::prelude::DrawingArea<DB, plotters::coord::Shift>,
+    group: &str,
+    rows: &[(String, f64, Kind)],
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    use plotters::prelude::*;
+    let n = rows.len();
     let max = rows.iter().map(|r| r.1).fold(1.0, f64::max);
     let hi = (max * 3.0).max(4.0);
-    let (w, h) = (1000u32, 90 + 34 * n as u32);
-    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut c = ChartBuilder::on(&root)
+    let mut c = ChartBuilder::on(root)
         .caption(
             format!("{group}: time ÷ fastest entry of its case (log scale, shorter is better)"),
             ("sans-serif", 18),
@@ -776,7 +810,6 @@ fn chart(path: &Path, group: &str, cases: &[(String, Vec<&Entry>)]) -> Res<()> {
             ("sans-serif", 14).into_font(),
         )
     }))?;
-    root.present()?;
     Ok(())
 }
 
