@@ -204,28 +204,33 @@ fn round_trips(c: &mut Criterion, peers: &mut Peers) {
     g.finish();
 }
 
-/// Interleaved batches, keeping each kind's fastest: on a machine shared with other work, the
-/// minimum over many short batches is the comparison least disturbed by the neighbours.
+/// Interleaved batches: each kind's minimum (the comparison least disturbed by the neighbours
+/// on a shared machine) and median.
 fn interleaved_minimum(peers: &mut Peers) {
-    const ROUNDS: usize = 40;
+    const ROUNDS: usize = 41;
     const BATCH: u32 = 1000;
-    let mut best = [f64::MAX; KINDS.len()];
+    let mut all = vec![Vec::with_capacity(ROUNDS); KINDS.len()];
     for _ in 0..ROUNDS {
-        for (kind, b) in best.iter_mut().enumerate() {
+        for (kind, v) in all.iter_mut().enumerate() {
             let t = std::time::Instant::now();
             for _ in 0..BATCH {
                 peers.round_trip(kind);
             }
-            let per = t.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH);
-            *b = b.min(per);
+            v.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH));
         }
     }
-    println!("\ninterleaved minimum over {ROUNDS} batches of {BATCH} round trips:");
+    for v in &mut all {
+        v.sort_by(f64::total_cmp);
+    }
+    println!("\ninterleaved over {ROUNDS} batches of {BATCH} round trips (min, median):");
     for (kind, name) in KINDS.iter().enumerate() {
+        let (min, med) = (all[kind][0], all[kind][ROUNDS / 2]);
         println!(
-            "  {name:<44} {:>7.2} us   {:>5.2}x raw stream",
-            best[kind],
-            best[kind] / best[0]
+            "  {name:<44} {min:>7.2} {med:>7.2} us   {:>5.2}x {:>5.2}x raw stream   {:>5.2}x {:>5.2}x ipc-channel",
+            min / all[0][0],
+            med / all[0][ROUNDS / 2],
+            min / all[4][0],
+            med / all[4][ROUNDS / 2],
         );
     }
 }

@@ -68,10 +68,14 @@
 //! # Safety model
 //!
 //! Unsafe code lives only in the shared-memory queue backend (`flavors/shm_ring.rs`): raw
-//! copies into and out of the queue's mapping. Every chunk index, offset and length read from
-//! shared memory is range-checked before a pointer is formed from it, so another process that
-//! corrupts the queue can make it return errors ([`Error::Shm`]) or wrong bytes (which then
-//! fail to decode), but not break this process's memory safety. Everything received from a
+//! copies into the queue's mapping, and a byte slice over a committed record that the consumer
+//! decodes in place. Every chunk index, offset and length read from shared memory is
+//! range-checked before a pointer is formed from it, so another process that corrupts the
+//! queue's control block can make it return errors ([`Error::Shm`]) or wrong bytes (which then
+//! fail to decode), never an access outside the mapping. One caveat, common to all memory
+//! shared with a process that does not follow the protocol: a process that writes into a
+//! record *while* a consumer decodes it in place races with that decoder (which may then see
+//! the bytes change under it); processes running this crate never do. Everything received from a
 //! socket is parsed as untrusted input: lengths are checked against the maximum before any
 //! allocation, buffers grow only as bytes actually arrive, and descriptor counts are checked
 //! against what arrived.
