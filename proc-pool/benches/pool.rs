@@ -5,7 +5,8 @@
 //!   chunking and chunksize 1: ours, `ThreadPool`, rayon (2 threads; the in-process upper
 //!   bound). [≥ 10× Python's ≈5 M items/s with default chunking, ≥ 20× Python's ≈38 k items/s
 //!   with chunksize 1]
-//! - `round_trip`: `apply_async(..).get()` vs a raw `Connection` round trip to a child process.
+//! - `round_trip`: `apply_async(..).get()` vs a raw `Connection` round trip to a child process
+//!   and vs a task on procspawn's pool (2 processes).
 //!   [within 2× of the raw round trip; ≥ 10× faster than Python's ≈290 µs; faster than
 //!   procspawn's pool, ≈106 µs]
 //! - `cpu_bound`: the seed's sum of `0..n` over 16 items, on 2 workers vs in this process.
@@ -99,7 +100,12 @@ fn round_trip(c: &mut Criterion) {
     g.bench_function("apply_async_get", |b| {
         b.iter(|| pool.apply_async(inc, 7).get().expect("get"))
     });
+    let ps = procspawn::Pool::new(2).expect("procspawn pool");
+    g.bench_function("procspawn_pool", |b| {
+        b.iter(|| ps.spawn(7u64, inc).join().expect("procspawn join"))
+    });
     g.finish();
+    ps.kill();
     drop(mine);
     let _ = server.join_timeout(Duration::from_secs(5));
 }
@@ -121,6 +127,7 @@ fn cpu_bound(c: &mut Criterion) {
 }
 
 fn main() {
+    procspawn::init();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .configure_from_args();

@@ -387,12 +387,21 @@ impl Shared {
         if st.pending.is_empty() || st.phase == Phase::Terminated {
             return out;
         }
-        let window = st.window;
         let max_tasks = self.config.max_tasks;
         // Per worker: chunks taken now, and bytes.
         let mut taken: Vec<Vec<Arc<ChunkData>>> = vec![Vec::new(); st.workers.len()];
         let mut bytes: Vec<usize> = vec![0; st.workers.len()];
         while !st.pending.is_empty() {
+            // While more chunks wait than there are workers, each worker may hold one more
+            // than its window: the next chunk is already there when one ends (no idle gap
+            // waiting for a refill, however long chunks take). The last chunks go only where
+            // the window has room, to whichever worker frees up first (no worker left idle
+            // at the end while another still has work queued).
+            let window = if st.pending.len() > st.workers.len() {
+                st.window.max(2)
+            } else {
+                st.window
+            };
             // The least-loaded worker; with a task limit, the one closest to its limit first,
             // so that every worker runs exactly `max_tasks_per_child` chunks (a fresh worker
             // does not take work a half-used one could do).
@@ -618,12 +627,13 @@ impl Shared {
     /// Wakes the dispatcher when a worker's window is half empty and work is queued, and
     /// `join` when everything is done.
     fn after_progress(&self, st: &mut State) {
-        if !st.pending.is_empty()
-            && st
-                .workers
-                .iter()
-                .any(|w| w.outstanding.len() <= st.window / 2)
-        {
+        // The window `assign` uses (see there).
+        let window = if st.pending.len() > st.workers.len() {
+            st.window.max(2)
+        } else {
+            st.window
+        };
+        if !st.pending.is_empty() && st.workers.iter().any(|w| w.outstanding.len() <= window / 2) {
             self.request_dispatch(st);
         }
         self.notify_idle(st);
