@@ -184,9 +184,6 @@ impl Drop for WaiterCount<'_> {
 // ---------------------------------------------------------------------------------------------
 // AsyncResult
 
-/// How long `get`/`wait` spin for the result before they sleep.
-const SPIN: Duration = Duration::from_micros(50);
-
 /// The result of an `apply_async`, `map_async` or `starmap_async`: Python's `AsyncResult`.
 ///
 /// It does not borrow the pool; it may be moved to another thread and waited on there. If the
@@ -271,29 +268,7 @@ impl<T> AsyncResult<T> {
         self.wait_deadline(deadline_after(timeout))
     }
 
-    /// Spins briefly for a result about to arrive (a short task's answer usually comes within
-    /// tens of microseconds): a waiter that goes to sleep costs a wake-up, and entering the
-    /// `SIGINT` scope two `sigaction` calls.
-    fn spin_until_ready(&self, deadline: Option<std::time::Instant>) {
-        let start = std::time::Instant::now();
-        let mut spins = 0u32;
-        while !self.ready() {
-            let now = std::time::Instant::now();
-            if now.duration_since(start) >= SPIN || deadline.is_some_and(|d| now >= d) {
-                return;
-            }
-            spins += 1;
-            if spins < 32 {
-                std::hint::spin_loop();
-            } else {
-                // Let the thread that completes the result run (on a machine with few cores).
-                std::thread::yield_now();
-            }
-        }
-    }
-
     fn wait_deadline(&self, deadline: Option<std::time::Instant>) -> Result<bool> {
-        self.spin_until_ready(deadline);
         let _counted = self.cell.count_waiter();
         let g = self.cell.lock();
         let (_g, how) = wait_until(g, &self.cell.cv, deadline, |s| {
@@ -327,7 +302,6 @@ impl<T> AsyncResult<T> {
     }
 
     fn get_deadline(&self, deadline: Option<std::time::Instant>) -> Result<T> {
-        self.spin_until_ready(deadline);
         let _counted = self.cell.count_waiter();
         let g = self.cell.lock();
         let (mut g, how) = wait_until(g, &self.cell.cv, deadline, |s| {
