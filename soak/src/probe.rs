@@ -109,9 +109,10 @@ pub fn shm_names() -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// The names in `/dev/shm` now that were not in `before` and are still there after a grace
-/// period: other programs on the machine create and remove names of their own, so a new
-/// name counts only if it stays.
+/// The names in `/dev/shm` now that were not in `before`, are still there after a grace
+/// period, and that no running process maps: other programs on the machine create and remove
+/// names of their own while they use them, so a new name counts as leaked only if it stays
+/// and nobody holds it.
 pub fn shm_new_names(before: &BTreeSet<String>) -> Vec<String> {
     let mut new: Vec<String> = shm_names().difference(before).cloned().collect();
     if !new.is_empty() {
@@ -119,7 +120,34 @@ pub fn shm_new_names(before: &BTreeSet<String>) -> Vec<String> {
         let now = shm_names();
         new.retain(|n| now.contains(n));
     }
+    if !new.is_empty() {
+        let held = mapped_shm_names();
+        new.retain(|n| !held.contains(n));
+    }
     new
+}
+
+/// The `/dev/shm` names some running process maps (from every `/proc/<pid>/maps`).
+fn mapped_shm_names() -> BTreeSet<String> {
+    let mut held = BTreeSet::new();
+    if let Ok(d) = fs::read_dir("/proc") {
+        for e in d.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+            {
+                if let Ok(maps) = fs::read_to_string(e.path().join("maps")) {
+                    for line in maps.lines() {
+                        if let Some(i) = line.find("/dev/shm/") {
+                            let name = line[i + "/dev/shm/".len()..].trim_end_matches(" (deleted)");
+                            held.insert(name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    held
 }
 
 /// Sends `sig` to `pid` (errors ignored: the process may be gone already).
@@ -177,5 +205,27 @@ impl Snapshot {
             maps: map_count(),
             shm: shm_names(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_nobody_maps_counts_as_new_and_a_mapped_one_does_not() {
+        let before = shm_names();
+        let name = format!("soak-probe-test-{}", std::process::id());
+        let path = format!("/dev/shm/{name}");
+        fs::write(&path, [0u8; 4096]).unwrap();
+        let new = shm_new_names(&before);
+        let _ = fs::remove_file(&path);
+        assert!(new.contains(&name), "{new:?}");
+
+        let before = shm_names();
+        let seg = multiproc::SharedMemory::create(Some(&name), 4096).unwrap();
+        let new = shm_new_names(&before);
+        seg.unlink().unwrap();
+        assert!(!new.contains(&name), "{new:?}");
     }
 }
