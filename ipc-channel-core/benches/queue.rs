@@ -1,7 +1,8 @@
 //! Queue throughput, one producer process and one consumer (this process), 64-byte and 64 KiB
 //! messages: the shm backend, the pipe backend, a raw OS pipe (write/read of the same bytes),
-//! `crossbeam-channel` between two threads of one process (the upper bound), and a plain
-//! `memcpy` of the message (the bandwidth reference for 64 KiB).
+//! `crossbeam-channel` between two threads of one process (the upper bound), a plain `memcpy`
+//! of the message (the bandwidth reference for 64 KiB), and the shm backend with spinning
+//! turned off in both processes (what the spin before sleeping buys).
 //!
 //! Each measurement asks the producer for `iters + 1` messages over a control pipe, receives
 //! the first, and times how long the consumer takes to receive the rest (so the producer's
@@ -45,8 +46,11 @@ impl<'de> Deserialize<'de> for Bytes {
 }
 
 fn case_queue_producer(payload: &[u8], fds: Vec<OwnedFd>) {
-    let (q, control, size): (Queue<Bytes>, Connection, usize) =
+    let (q, control, size, spin): (Queue<Bytes>, Connection, usize, bool) =
         transfer::decode(payload, fds).unwrap();
+    if !spin {
+        ipc_sync::set_spin_time(Duration::ZERO);
+    }
     let msg = vec![0xabu8; size];
     while let Ok(n) = control.recv::<u64>() {
         for _ in 0..n {
@@ -67,9 +71,9 @@ fn case_pipe_producer(payload: &[u8], mut fds: Vec<OwnedFd>) {
     }
 }
 
-fn spawn_queue_producer(q: &Queue<Bytes>, size: usize) -> (Connection, testkit::Child) {
+fn spawn_queue_producer(q: &Queue<Bytes>, size: usize, spin: bool) -> (Connection, testkit::Child) {
     let (mine, theirs) = Pipe::new().unwrap();
-    let (bytes, fds) = transfer::encode(&(q.clone(), theirs, size)).unwrap();
+    let (bytes, fds) = transfer::encode(&(q.clone(), theirs, size, spin)).unwrap();
     let b: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
     let child = testkit::start(testkit::Method::Spawn, "queue_producer", &bytes, &b).unwrap();
     (mine, child)
@@ -89,20 +93,27 @@ struct Sources {
     buf: Vec<u8>,
 }
 
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 6] = [
     "Shm",
     "Pipe",
     "raw_os_pipe",
     "crossbeam_channel_threads",
     "memcpy",
+    "Shm_no_spin",
 ];
 
 impl Sources {
     fn start(size: usize) -> Sources {
         let mut queues = Vec::new();
-        for backend in [Backend::Shm, Backend::Pipe] {
+        // The third queue's consumer and producer never spin before sleeping (ipc-sync's spin
+        // time 0 in both processes): what the spin buys.
+        for (backend, spin) in [
+            (Backend::Shm, true),
+            (Backend::Pipe, true),
+            (Backend::Shm, false),
+        ] {
             let q: Queue<Bytes> = Queue::builder().backend(backend).build().unwrap();
-            let (control, child) = spawn_queue_producer(&q, size);
+            let (control, child) = spawn_queue_producer(&q, size, spin);
             queues.push((backend, q, control, child));
         }
         let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
@@ -138,15 +149,21 @@ impl Sources {
     /// machine) is not throughput, and it would swamp the short batches of the comparison.
     fn receive(&mut self, kind: usize, n: u64) -> Duration {
         match kind {
-            0 | 1 => {
-                let (_, q, control, _) = &self.queues[kind];
+            0 | 1 | 5 => {
+                let (_, q, control, _) = &self.queues[if kind == 5 { 2 } else { kind }];
+                let spin = ipc_sync::spin_time();
+                if kind == 5 {
+                    ipc_sync::set_spin_time(Duration::ZERO);
+                }
                 control.send(&(n + 1)).unwrap();
                 black_box(q.get().unwrap());
                 let t = Instant::now();
                 for _ in 0..n {
                     black_box(q.get().unwrap());
                 }
-                t.elapsed()
+                let took = t.elapsed();
+                ipc_sync::set_spin_time(spin);
+                took
             }
             2 => {
                 let (r, control, _) = &mut self.pipe;
@@ -169,7 +186,7 @@ impl Sources {
                 }
                 t.elapsed()
             }
-            _ => {
+            4 => {
                 let src = vec![0xabu8; self.size];
                 let t = Instant::now();
                 for _ in 0..n {
@@ -178,6 +195,7 @@ impl Sources {
                 }
                 t.elapsed()
             }
+            _ => unreachable!("no source {kind}"),
         }
     }
 
