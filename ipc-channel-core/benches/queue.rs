@@ -4,10 +4,23 @@
 //! of the message (the bandwidth reference for 64 KiB), and the shm backend with spinning
 //! turned off in both processes (what the spin before sleeping buys).
 //!
+//! The queue producers put one buffer over and over through a borrowing type with `Bytes`'s
+//! wire form (`BytesRef`), so each put copies the message once, into the queue, like the raw
+//! pipe's `write`; the crossbeam producer clones it (a channel of owned `Vec`s needs one copy).
+//!
 //! Each measurement asks the producer for `iters + 1` messages over a control pipe, receives
 //! the first, and times how long the consumer takes to receive the rest (so the producer's
 //! wake-up on the control pipe is not counted). The interleaved comparison at the end prints
 //! the minimum and the median of its batches.
+//!
+//! Two more rows compare the zero-copy receive, `Queue::get_with`, fairly: there the consumer
+//! reads the message where the producer wrote it, in the queue's shared memory, instead of
+//! copying it out. A receive that never touches the bytes would not be comparable with a copy,
+//! so both rows read every byte with the same cheap fold (a wrapping sum of 64-bit words):
+//! `Shm_get_with_fold` folds the borrowed bytes in place (same queue and producer as `Shm`),
+//! and `memcpy_fold` is the reference, a `memcpy` of the message followed by the fold of the
+//! copy. The printed `/ memcpy` ratios divide by the plain `memcpy` row; the line after the
+//! table gives `Shm_get_with_fold / memcpy_fold`.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -15,46 +28,32 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ipc_channel_core::{Backend, Connection, Pipe, Queue};
+use ipc_channel_core::{Backend, Bytes, Connection, Pipe, Queue};
 use ipc_shm::transfer;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A byte buffer that serializes as one byte string (as `serde_bytes` would), not as a
-/// sequence of `u8` values.
-struct Bytes(Vec<u8>);
+/// A borrowed byte string with the wire form of [`Bytes`]: the producers put the same buffer
+/// again and again without cloning it, so a put costs one copy (into the queue), as the raw
+/// pipe producer's `write` does.
+struct BytesRef<'a>(&'a [u8]);
 
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-        }
-        d.deserialize_bytes(V)
+impl serde::Serialize for BytesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
     }
 }
 
 fn case_queue_producer(payload: &[u8], fds: Vec<OwnedFd>) {
-    let (q, control, size, spin): (Queue<Bytes>, Connection, usize, bool) =
+    // The queue handle is typed for what this side puts: the same queue as the consumer's
+    // `Queue<Bytes>` (a handle's item type is not part of its wire form).
+    let (q, control, size, spin): (Queue<BytesRef<'static>>, Connection, usize, bool) =
         transfer::decode(payload, fds).unwrap();
     if !spin {
         ipc_sync::set_spin_time(Duration::ZERO);
     }
-    let msg = vec![0xabu8; size];
+    let msg: &'static [u8] = vec![0xabu8; size].leak();
     while let Ok(n) = control.recv::<u64>() {
         for _ in 0..n {
-            q.put(Bytes(msg.clone())).unwrap();
+            q.put(BytesRef(msg)).unwrap();
         }
     }
 }
@@ -93,14 +92,30 @@ struct Sources {
     buf: Vec<u8>,
 }
 
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 8] = [
     "Shm",
     "Pipe",
     "raw_os_pipe",
     "crossbeam_channel_threads",
     "memcpy",
     "Shm_no_spin",
+    "Shm_get_with_fold",
+    "memcpy_fold",
 ];
+/// Indices in `KINDS` of the zero-copy row and its reference.
+const GET_WITH: usize = 6;
+const MEMCPY_FOLD: usize = 7;
+
+/// The read both fair rows make of every byte: a wrapping sum of native-endian 64-bit words
+/// (and of the last bytes).
+#[inline(never)]
+fn fold(bytes: &[u8]) -> u64 {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder().iter().map(|&b| u64::from(b)).sum::<u64>();
+    words.fold(tail, |acc, w| {
+        acc.wrapping_add(u64::from_ne_bytes(w.try_into().expect("8 bytes")))
+    })
+}
 
 impl Sources {
     fn start(size: usize) -> Sources {
@@ -164,6 +179,29 @@ impl Sources {
                 let took = t.elapsed();
                 ipc_sync::set_spin_time(spin);
                 took
+            }
+            GET_WITH => {
+                let (_, q, control, _) = &self.queues[0];
+                let take = |q: &Queue<Bytes>| {
+                    q.get_with(|r| fold(r.decode::<&[u8]>().expect("a byte string")))
+                        .unwrap()
+                };
+                control.send(&(n + 1)).unwrap();
+                black_box(take(q));
+                let t = Instant::now();
+                for _ in 0..n {
+                    black_box(take(q));
+                }
+                t.elapsed()
+            }
+            MEMCPY_FOLD => {
+                let src = vec![0xabu8; self.size];
+                let t = Instant::now();
+                for _ in 0..n {
+                    self.buf.copy_from_slice(black_box(&src));
+                    black_box(fold(black_box(&self.buf)));
+                }
+                t.elapsed()
             }
             2 => {
                 let (r, control, _) = &mut self.pipe;
@@ -257,6 +295,12 @@ fn interleaved_minimum(sources: &mut Sources) {
             med[kind] / med[4],
         );
     }
+    println!(
+        "  {:<28} min {:>6.2}x  median {:>6.2}x",
+        "Shm_get_with_fold / memcpy_fold:",
+        min[GET_WITH] / min[MEMCPY_FOLD],
+        med[GET_WITH] / med[MEMCPY_FOLD],
+    );
 }
 
 fn main() {

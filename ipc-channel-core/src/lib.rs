@@ -12,7 +12,9 @@
 //!   with `_timeout` and `try_` forms, [`Error::Full`]/[`Error::Empty`], `qsize`, `empty`,
 //!   `full`, `close`) and two [`Backend`]s: a shared-memory chunk ring (default; an unbounded
 //!   `put` never blocks) and a seqpacket socketpair (items may carry OS handles). `put` returns
-//!   only once the item is in the queue. [`SimpleQueue`] and [`JoinableQueue`] build on it.
+//!   only once the item is in the queue. [`Queue::get_with`] is the zero-copy receive: a
+//!   closure reads the item where it lies (as `&[u8]`, `&str`, or a borrowing struct; see
+//!   [`Record`] and [`Bytes`]). [`SimpleQueue`] and [`JoinableQueue`] build on it.
 //! - [`Listener`] and [`Client`] connect unrelated processes over a Unix socket or TCP, with a
 //!   mutual HMAC-SHA256 challenge when an authkey is given.
 //!
@@ -69,16 +71,29 @@
 //!
 //! Unsafe code lives only in the shared-memory queue backend (`flavors/shm_ring.rs`): raw
 //! copies into the queue's mapping, and a byte slice over a committed record that the consumer
-//! decodes in place. Every chunk index, offset and length read from shared memory is
-//! range-checked before a pointer is formed from it, so another process that corrupts the
-//! queue's control block can make it return errors ([`Error::Shm`]) or wrong bytes (which then
-//! fail to decode), never an access outside the mapping. One caveat, common to all memory
-//! shared with a process that does not follow the protocol: a process that writes into a
-//! record *while* a consumer decodes it in place races with that decoder (which may then see
-//! the bytes change under it); processes running this crate never do. Everything received from a
-//! socket is parsed as untrusted input: lengths are checked against the maximum before any
-//! allocation, buffers grow only as bytes actually arrive, and descriptor counts are checked
-//! against what arrived.
+//! decodes in place ([`Queue::get`]) or hands to the closure of [`Queue::get_with`]. Every
+//! chunk index, offset and length read from shared memory is range-checked before a pointer is
+//! formed from it, so another process that corrupts the queue's control block can make it
+//! return errors ([`Error::Shm`]) or wrong bytes (which then fail to decode), never an access
+//! outside the mapping.
+//!
+//! **Trust boundary.** The byte slice over a record is sound because of the queue's protocol:
+//! the producer's writes to a record happen before its commit (a release store that the
+//! consumer reads with acquire), and no process writes into a committed record until the
+//! consumer that holds it moves the head past it, which happens only after the decode (or
+//! the closure of `get_with`) returns. So while the slice exists the bytes are immutable, as a
+//! `&[u8]` requires. Every process holding a handle to the queue can map its memory read-write,
+//! though, and the crate cannot stop one that does not run this protocol (a foreign or
+//! compromised program, or memory corruption in a peer) from writing into a record while a
+//! consumer borrows it. That is a data race on memory Rust assumes immutable: undefined
+//! behaviour in the consumer, not merely wrong bytes (for example a `&str` that was valid
+//! UTF-8 when checked could stop being so, also in a `String` decoded from it). Treat every
+//! process that holds a shm-backed queue as inside the trust boundary of every other: the
+//! same rule as for any memory mapped shared with another process. Across a trust boundary,
+//! use [`Backend::Pipe`], whose records are copied out of the kernel into private memory and
+//! then parsed as untrusted input. Everything received from a socket is parsed so: lengths
+//! are checked against the maximum before any allocation, buffers grow only as bytes
+//! actually arrive, and descriptor counts are checked against what arrived.
 
 #![deny(missing_docs)]
 // Under `--cfg ipc_loom` only the shm ring algorithm is checked, by `tests/loom_shm_ring.rs`
@@ -120,6 +135,6 @@ pub use joinable_queue::JoinableQueue;
 #[cfg(not(ipc_loom))]
 pub use listener::{Address, Client, Listener, DEFAULT_HANDSHAKE_TIMEOUT};
 #[cfg(not(ipc_loom))]
-pub use queue::{Queue, QueueBuilder};
+pub use queue::{Bytes, Queue, QueueBuilder, Record};
 #[cfg(not(ipc_loom))]
 pub use simple_queue::SimpleQueue;

@@ -344,21 +344,24 @@ impl<T: Serialize> Queue<T> {
     ) -> Result<()> {
         self.check_open()?;
         let r = match &self.shared.flavor {
-            Flavor::Pipe(p) => OUT.with(|out| {
-                let mut out = out.try_borrow_mut().map_err(|_| {
-                    Error::Encode("put called re-entrantly from an item's Serialize".into())
-                })?;
-                out.clear();
-                let r = transfer::encode_into(item, &mut out)
-                    .map_err(from_encode)
-                    .and_then(|fds| {
-                        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-                        p.put(&out, &borrowed, deadline, hook)
-                    });
-                if out.capacity() > (1 << 20) {
-                    *out = Vec::new();
-                }
-                r
+            Flavor::Pipe(p) => Inside::check(&self.shared, "put").and_then(|()| {
+                OUT.with(|out| {
+                    let mut out = out.try_borrow_mut().map_err(|_| {
+                        Error::Encode("put called re-entrantly from an item's Serialize".into())
+                    })?;
+                    out.clear();
+                    let r = transfer::encode_into(item, &mut out)
+                        .map_err(from_encode)
+                        .and_then(|fds| {
+                            let borrowed: Vec<BorrowedFd<'_>> =
+                                fds.iter().map(|f| f.as_fd()).collect();
+                            p.put(&out, &borrowed, deadline, hook)
+                        });
+                    if out.capacity() > (1 << 20) {
+                        *out = Vec::new();
+                    }
+                    r
+                })
             }),
             Flavor::Shm(s) => {
                 let _inside = Inside::enter(&self.shared, "put")?;
@@ -465,18 +468,27 @@ struct Inside {
 
 impl Inside {
     fn enter(shared: &Arc<Shared>, op: &str) -> Result<Inside> {
-        let me = Arc::as_ptr(shared) as usize;
+        Inside::check(shared, op)?;
         let prev = INSIDE.with(Cell::get);
-        if prev == me {
-            let e = format!("{op} called re-entrantly from an item's serde code on the same queue");
-            return Err(if op == "put" {
-                Error::Encode(e)
-            } else {
-                Error::Decode(e)
-            });
-        }
-        INSIDE.with(|c| c.set(me));
+        INSIDE.with(|c| c.set(Arc::as_ptr(shared) as usize));
         Ok(Inside { prev })
+    }
+
+    /// Fails if this thread is inside an in-place encode or decode of `shared` (or inside the
+    /// closure of [`Queue::get_with`]).
+    fn check(shared: &Arc<Shared>, op: &str) -> Result<()> {
+        if INSIDE.with(Cell::get) != Arc::as_ptr(shared) as usize {
+            return Ok(());
+        }
+        let e = format!(
+            "{op} called re-entrantly on the same queue (from an item's serde code \
+             or from the closure of get_with)"
+        );
+        Err(if op == "put" {
+            Error::Encode(e)
+        } else {
+            Error::Decode(e)
+        })
     }
 }
 
@@ -536,18 +548,20 @@ impl<T: DeserializeOwned> Queue<T> {
     fn get_hooked(&self, deadline: Option<Deadline>, hook: &dyn Fn(CrashPoint)) -> Result<T> {
         self.check_open()?;
         let r = match &self.shared.flavor {
-            Flavor::Pipe(p) => IN.with(|buf| {
-                let mut fresh = RecvBuf::default();
-                let mut guard = buf.try_borrow_mut();
-                let buf: &mut RecvBuf = match guard.as_deref_mut() {
-                    Ok(b) => b,
-                    Err(_) => &mut fresh,
-                };
-                let mut fds: Vec<OwnedFd> = Vec::new();
-                p.get(buf, &mut fds, deadline, hook)?;
-                let r = transfer::decode::<T>(buf.bytes(), fds).map_err(from_decode);
-                buf.trim();
-                r
+            Flavor::Pipe(p) => Inside::check(&self.shared, "get").and_then(|()| {
+                IN.with(|buf| {
+                    let mut fresh = RecvBuf::default();
+                    let mut guard = buf.try_borrow_mut();
+                    let buf: &mut RecvBuf = match guard.as_deref_mut() {
+                        Ok(b) => b,
+                        Err(_) => &mut fresh,
+                    };
+                    let mut fds: Vec<OwnedFd> = Vec::new();
+                    p.get(buf, &mut fds, deadline, hook)?;
+                    let r = transfer::decode::<T>(buf.bytes(), fds).map_err(from_decode);
+                    buf.trim();
+                    r
+                })
             }),
             Flavor::Shm(s) => {
                 let _inside = Inside::enter(&self.shared, "get")?;
@@ -573,6 +587,283 @@ impl<T: DeserializeOwned> Queue<T> {
             Error::Timeout => Error::Empty,
             e => e,
         })
+    }
+}
+
+impl<T> Queue<T> {
+    /// Removes the first item and runs `f` on its encoded bytes where they lie, without
+    /// copying them out first: the zero-copy receive. Returns what `f` returns, waiting as
+    /// long as it takes for an item.
+    ///
+    /// `f` gets a [`Record`], which borrows the item for the duration of the call;
+    /// [`Record::decode`] decodes it as any type whose wire form matches `T`'s, in particular
+    /// a *borrowing* one: `&[u8]` for a `T` of `Vec<u8>` or [`Bytes`], `&str` for `String`, a
+    /// struct of such fields for a struct of owned ones. `f` cannot keep the borrow (the
+    /// record's lifetime is local to the call), so copy out whatever must outlive it.
+    ///
+    /// - With [`Backend::Shm`] the record is read in place in the queue's shared memory, under
+    ///   the consumers' lock: its space is not given back to producers, and other consumers
+    ///   (in any process) wait, until `f` returns. Keep `f` short. A record that spans two
+    ///   of the queue's 1 MiB chunks (items close to or over 1 MiB) is first copied into a
+    ///   buffer of this thread, and `f` then runs on that copy after the lock is released.
+    /// - With [`Backend::Pipe`] the record is read from the socket into a buffer of this
+    ///   thread (one copy, as [`get`](Queue::get) makes) and `f` borrows that buffer. OS handles
+    ///   inside the item are handed over to the first successful [`Record::decode`] only.
+    ///
+    /// The item is taken from the queue whatever `f` does: also when it fails to decode, and
+    /// when `f` panics (the panic then continues in the caller, and the queue stays usable).
+    /// A consumer process *killed* while `f` runs on an in-place record leaves the item in the
+    /// queue for the next consumer. Calling `put`/`get`/`get_with` on the same queue (any of
+    /// its handles in this process) from inside `f` is an error ([`Error::Encode`] or
+    /// [`Error::Decode`]), not a deadlock; other queues may be used.
+    ///
+    /// The bytes are shared with every process holding the queue; see the crate's safety
+    /// model for what that trusts them with.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`close`](Queue::close), [`Error::Decode`] when called from
+    /// inside another `get_with` (or an item's serde code) on the same queue, [`Error::Shm`]
+    /// or [`Error::Io`] when the backend fails. Decoding errors are [`Record::decode`]'s, in
+    /// `f`'s hands.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ipc_channel_core::{Bytes, Queue};
+    ///
+    /// let q: Queue<Bytes> = Queue::new()?;
+    /// q.put(Bytes(vec![7u8; 64 * 1024]))?;
+    /// // Sum the bytes where they lie in the queue's shared memory.
+    /// let sum = q.get_with(|rec| -> Result<u64, ipc_channel_core::Error> {
+    ///     let bytes: &[u8] = rec.decode()?;
+    ///     Ok(bytes.iter().map(|&b| u64::from(b)).sum())
+    /// })??;
+    /// assert_eq!(sum, 7 * 64 * 1024);
+    ///
+    /// // The borrowed twin of `String` is `&str`; a type that does not match is an error.
+    /// let q: Queue<String> = Queue::new()?;
+    /// q.put("hello".to_string())?;
+    /// q.put("world".to_string())?;
+    /// assert_eq!(q.get_with(|rec| rec.decode::<&str>().map(str::len))??, 5);
+    /// assert!(q.get_with(|rec| rec.decode::<(&str, u64)>().is_err())?);
+    /// assert!(q.empty());
+    /// # Ok::<(), ipc_channel_core::Error>(())
+    /// ```
+    pub fn get_with<R>(&self, f: impl for<'a> FnOnce(Record<'a>) -> R) -> Result<R> {
+        self.get_with_deadline(None, f)
+    }
+
+    /// Like [`get_with`](Queue::get_with), failing with [`Error::Empty`] (without calling `f`)
+    /// if nothing arrived within `timeout`; `Duration::ZERO` does not wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_with`](Queue::get_with), plus [`Error::Empty`].
+    pub fn get_with_timeout<R>(
+        &self,
+        timeout: Duration,
+        f: impl for<'a> FnOnce(Record<'a>) -> R,
+    ) -> Result<R> {
+        self.get_with_deadline(deadline(timeout), f)
+    }
+
+    fn get_with_deadline<R>(
+        &self,
+        deadline: Option<Deadline>,
+        f: impl for<'a> FnOnce(Record<'a>) -> R,
+    ) -> Result<R> {
+        self.check_open()?;
+        let _inside = Inside::enter(&self.shared, "get")?;
+        let r = match &self.shared.flavor {
+            Flavor::Pipe(p) => IN.with(|buf| {
+                let mut fresh = RecvBuf::default();
+                let mut guard = buf.try_borrow_mut();
+                let buf: &mut RecvBuf = match guard.as_deref_mut() {
+                    Ok(b) => b,
+                    Err(_) => &mut fresh,
+                };
+                let mut fds: Vec<OwnedFd> = Vec::new();
+                p.get(buf, &mut fds, deadline, &no_hook)?;
+                let r = f(Record {
+                    bytes: buf.bytes(),
+                    fds: Some(RefCell::new(fds)),
+                });
+                buf.trim();
+                Ok(r)
+            }),
+            Flavor::Shm(s) => SPILL.with(|spill| {
+                let mut fresh = Vec::new();
+                let mut guard = spill.try_borrow_mut();
+                let spill: &mut Vec<u8> = match guard.as_deref_mut() {
+                    Ok(b) => b,
+                    Err(_) => &mut fresh,
+                };
+                let r = s.get(spill, deadline, no_hook, |bytes| {
+                    f(Record { bytes, fds: None })
+                });
+                if spill.capacity() > (1 << 20) {
+                    *spill = Vec::new();
+                }
+                r
+            }),
+        };
+        r.map_err(|e| match e {
+            Error::Timeout => Error::Empty,
+            e => e,
+        })
+    }
+}
+
+/// One encoded item, borrowed where it lies while the closure of [`Queue::get_with`] runs.
+///
+/// The item has already been taken from the queue; decoding it any number of times, or not at
+/// all, changes nothing there.
+pub struct Record<'a> {
+    bytes: &'a [u8],
+    /// The descriptors that came with a pipe-backend record (`None`: shared-memory backend,
+    /// which carries none).
+    fds: Option<RefCell<Vec<OwnedFd>>>,
+}
+
+impl<'a> Record<'a> {
+    /// Decodes the item as `B`, which may borrow from the record: `&'a [u8]`, `&'a str`, or
+    /// structs and tuples holding them. `B` must have the wire form of the queue's item type
+    /// (postcard's): `Vec<u8>`, [`Bytes`] and `&[u8]` share one, as do `String` and `&str`,
+    /// and a struct and its borrowing twin (same fields in the same order).
+    ///
+    /// Decoding checks everything it reads, so any mismatch (bytes that are not valid UTF-8
+    /// for a `&str`, a record too short or too long for `B`) is an [`Error::Decode`], never a
+    /// panic; a mismatch that happens to decode gives a wrong value, as with
+    /// [`get`](Queue::get). With the pipe backend, OS handles in the item go to the first
+    /// decode that succeeds; a later decode of a type holding handles fails.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when the record does not decode as `B` or leaves bytes over;
+    /// [`Error::Transfer`] when the descriptors that came with a pipe-backend record do not
+    /// match the handles in `B`.
+    pub fn decode<B: Deserialize<'a>>(&self) -> Result<B> {
+        let bytes = self.bytes;
+        let Some(fds) = &self.fds else {
+            return decode_borrowed(bytes);
+        };
+        let mut fds = fds.borrow_mut();
+        let mine = std::mem::take(&mut *fds);
+        let (r, check) = transfer::install_fds(mine, || decode_borrowed::<B>(bytes));
+        // Handles took duplicates of what they used; on failure the record keeps none (the
+        // table was consumed), so a retry sees no descriptors.
+        let v = r?;
+        check.map_err(Error::Transfer)?;
+        Ok(v)
+    }
+
+    /// The length of the encoded item, in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("encoded_len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode_borrowed<'a, B: Deserialize<'a>>(bytes: &'a [u8]) -> Result<B> {
+    match postcard::take_from_bytes::<B>(bytes) {
+        Ok((v, [])) => Ok(v),
+        Ok((_, rest)) => Err(Error::Decode(format!(
+            "{} trailing bytes after the item",
+            rest.len()
+        ))),
+        Err(e) => Err(Error::Decode(e.to_string())),
+    }
+}
+
+/// An owned byte buffer that travels as one byte string (serde's `serialize_bytes`, as
+/// `serde_bytes::ByteBuf` does) rather than as a sequence of `u8` values.
+///
+/// With postcard both forms have the same bytes on the wire, so a `Queue<Vec<u8>>` and a
+/// `Queue<Bytes>` are read alike (as `&[u8]` by [`Record::decode`]); but a `Vec<u8>` is
+/// encoded and decoded one byte at a time, a `Bytes` with one copy. Use it for large binary
+/// items.
+///
+/// # Examples
+///
+/// ```
+/// use ipc_channel_core::{Bytes, Queue};
+///
+/// let q: Queue<Bytes> = Queue::new()?;
+/// q.put(Bytes::from(b"abc".to_vec()))?;
+/// assert_eq!(&*q.get()?, b"abc");
+/// # Ok::<(), ipc_channel_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bytes(pub Vec<u8>);
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        Bytes(v)
+    }
+}
+
+impl From<Bytes> for Vec<u8> {
+    fn from(b: Bytes) -> Vec<u8> {
+        b.0
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Bytes {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Bytes, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(
+                self,
+                v: Vec<u8>,
+            ) -> std::result::Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Bytes, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
     }
 }
 

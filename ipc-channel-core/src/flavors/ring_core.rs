@@ -775,7 +775,8 @@ pub(crate) fn get<M: Mem + ?Sized>(
 /// `get_lock`; one that spans chunks is copied into `spill` first (which keeps its allocation
 /// between calls) and handed over after the lock is released. Either way the record is taken
 /// whatever `take` returns, and also when it panics (the panic resumes once the record is
-/// taken): a record that cannot be decoded is not handed to every consumer in turn.
+/// taken and the chunks it passed are given back): a record that cannot be decoded is not
+/// handed to every consumer in turn.
 pub(crate) fn get_with<M: Mem + ?Sized, R>(
     m: &M,
     spill: &mut Vec<u8>,
@@ -842,13 +843,16 @@ pub(crate) fn get_with<M: Mem + ?Sized, R>(
             if c.maxsize.load(Ordering::Relaxed) > 0 {
                 wake_sleepers(&c.get_seq);
             }
-            if let Some(payload) = panicked {
-                std::panic::resume_unwind(payload);
-            }
-            let r = match (made, take) {
-                (Some(r), _) => r,
-                (None, Some(t)) => t(spill),
-                (None, None) => return Err(CoreError::Corrupted("record not readable")),
+            // A record copied out of the queue is handed over now, outside the lock. Whether
+            // `take` returned or panicked (here or in place above), the chunks the head passed
+            // are given back before the panic resumes: a panicking consumer leaks no storage.
+            let r = match (made, take, panicked) {
+                (_, _, Some(payload)) => Err(payload),
+                (Some(r), _, None) => Ok(r),
+                (None, Some(t), None) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t(spill)))
+                }
+                (None, None, None) => return Err(CoreError::Corrupted("record not readable")),
             };
             for u in passed.drain(..) {
                 free_chunk(m, u)?;
@@ -860,7 +864,10 @@ pub(crate) fn get_with<M: Mem + ?Sized, R>(
                     trim(m, keep_free)?;
                 }
             }
-            return Ok(r);
+            return match r {
+                Ok(r) => Ok(r),
+                Err(payload) => std::panic::resume_unwind(payload),
+            };
         }
         drop(held);
         let ready = || c.items_put.load(Ordering::SeqCst) > items;

@@ -133,9 +133,12 @@ impl Mem for ShmRing {
         // SAFETY: `range` checked that the `len` bytes lie inside chunk `unit`'s data area, in
         // the mapping that `self` keeps alive for the call. The caller holds `get_lock` and the
         // record is committed: under the algorithm no process writes these bytes until the
-        // caller moves the head past them, after `f` returns. (A process that ignores the
-        // algorithm and scribbles on them can only change what `f` decodes; `f` treats the
-        // bytes as untrusted input.)
+        // caller moves the head past them, after `f` returns (`f` may be the user's closure
+        // of `Queue::get_with`: it cannot keep the slice, whose lifetime ends with the call),
+        // so the bytes are immutable while the slice exists. This relies on every process
+        // mapping the queue following the algorithm: one that writes into a committed record
+        // while it is borrowed here is outside the trust boundary the crate documents (see
+        // "Safety model" in lib.rs), and that race would be undefined behaviour.
         let bytes = unsafe { std::slice::from_raw_parts(src as *const u8, len) };
         f(bytes);
         Ok(())
