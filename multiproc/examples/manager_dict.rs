@@ -66,7 +66,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:?}", l.to_vec()?);
 
     let counts = manager.dict::<String, u64>()?;
-    let mut procs: Vec<Process> = (0..4).map(|_| Process::new(count, counts.clone())).collect();
+    let mut procs: Vec<Process> = (0..4)
+        .map(|_| Process::new(count, counts.clone()))
+        .collect();
     for p in &mut procs {
         p.start()?;
     }

@@ -182,8 +182,8 @@ pub use ipc_sync::Error as SyncError;
 
 #[cfg(feature = "channel")]
 pub use ipc_channel_core::{
-    Address, Backend, Client, Connection, JoinableQueue, Listener, Pipe, Queue, QueueBuilder,
-    SimpleQueue,
+    Address, Backend, Bytes, Client, Connection, JoinableQueue, Listener, Pipe, Queue,
+    QueueBuilder, Record, SimpleQueue,
 };
 
 /// The error of the messaging layer ([`channel::Error`]): `Empty`, `Full`, `Eof`, ...

@@ -99,6 +99,28 @@ struct Goal {
 }
 
 const GOALS: &[Goal] = &[
+    // Issue #4's goals for the messaging layer, measured in the same run.
+    Goal {
+        group: "queue",
+        case: "64 B",
+        ours: "multiproc Queue shm",
+        other: "multiproc Queue pipe",
+        rule: Rule::FasterBy(5.0),
+    },
+    Goal {
+        group: "queue",
+        case: "64 KiB",
+        ours: "multiproc Queue shm",
+        other: "memcpy (reference)",
+        rule: Rule::AtMost(2.0),
+    },
+    Goal {
+        group: "queue",
+        case: "64 KiB",
+        ours: "multiproc Queue shm get_with (borrowed, fold)",
+        other: "memcpy + fold (reference)",
+        rule: Rule::AtMost(2.0),
+    },
     // Against Python's same primitive.
     Goal {
         group: "start",
