@@ -77,7 +77,7 @@
 //! the bootstrap marker in the environment; a child removes it, reads its orders from an
 //! inherited socket — the target `fn(A) -> R` and its monomorphised trampoline, named by their
 //! offsets from an anchor function, the arguments (postcard) with their file descriptors, its
-//! name and daemon flag, a pidfd of its parent — checks that it runs the very same executable
+//! name and daemon flag, and for a daemon a pidfd of its parent — checks that it runs the very same executable
 //! (GNU build id) and that both addresses lie in its code, runs the target and exits. [`init`]
 //! does the same for programs that disable the hook with `PROC_SPAWN_NO_HOOK`; in the parent
 //! it returns at once. A child that never gets there (a program without the hook that forgets
