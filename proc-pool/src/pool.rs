@@ -14,8 +14,9 @@
 //! Sends to one worker are ordered by tickets taken under the pool's lock, so a worker receives
 //! its chunks in the order the pool recorded them.
 //!
-//! The result thread polls every worker's connection and every worker's pidfd (sentinel).
-//! A result completes its chunk; a worker whose pidfd becomes readable has died: its remaining
+//! The result thread waits in `epoll` on every worker's connection and every worker's pidfd
+//! (sentinel), registered once (the set changes only when the workers do), and reads one
+//! message per wake-up. A result completes its chunk; a worker whose pidfd becomes readable has died: its remaining
 //! results are read, the chunks it had started and not answered (the one it was running, and
 //! any whose answers it had not sent yet: the worker counts the chunks it starts in shared
 //! memory) fail with [`Error::WorkerLost`], the chunks it never started go back to the front of
@@ -825,23 +826,191 @@ fn dispatcher_loop(sh: Arc<Shared>) {
     }
 }
 
-/// Reads every result available on `conn` now; whether the peer has closed.
-fn drain(conn: &Connection, out: &mut Vec<FromWorker>) -> bool {
-    loop {
-        match conn.try_recv::<Vec<FromWorker>>() {
-            Ok(m) => out.extend(m),
-            Err(ipc_channel_core::Error::Timeout) => return false,
-            Err(ipc_channel_core::Error::Eof) => return true,
-            Err(e) => {
-                eprintln!("proc-pool: a worker sent a bad message: {e}");
-                return true;
-            }
+/// Reads one message of results from `conn` if one is there (`Ok(false)` when none is);
+/// `Err(())` when the peer has closed or sent something unreadable.
+fn read_one(conn: &Connection, out: &mut Vec<FromWorker>) -> std::result::Result<bool, ()> {
+    match conn.try_recv::<Vec<FromWorker>>() {
+        Ok(m) => {
+            out.extend(m);
+            Ok(true)
+        }
+        Err(ipc_channel_core::Error::Timeout) => Ok(false),
+        Err(ipc_channel_core::Error::Eof) => Err(()),
+        Err(e) => {
+            eprintln!("proc-pool: a worker sent a bad message: {e}");
+            Err(())
         }
     }
 }
 
+/// Reads every result available on `conn` now; whether the peer has closed.
+fn drain(conn: &Connection, out: &mut Vec<FromWorker>) -> bool {
+    loop {
+        match read_one(conn, out) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(()) => return true,
+        }
+    }
+}
+
+/// The epoll data of the wake socket (a worker's connection is `2 * index`, its sentinel
+/// `2 * index + 1`, in the result thread's list of workers).
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// A worker as the result thread watches it.
+struct Watched {
+    pid: u32,
+    conn: Connection,
+    sentinel: Arc<OwnedFd>,
+    /// Whether its connection is in the epoll set (not after end of stream).
+    conn_watched: bool,
+}
+
+/// The result thread: waits in `epoll` for results, deaths and wake-ups. The set of
+/// descriptors is registered once and changed only when the workers change (each change
+/// writes to the wake socket, or is a death this thread handles), so a result costs one
+/// `epoll_wait` and one receive. If `epoll` is unavailable, [`result_loop_poll`] does the
+/// same with `poll`.
 fn result_loop(sh: Arc<Shared>, wake_rx: UnixStream) {
     let _ = sh.result_thread.set(std::thread::current().id());
+    use rustix::event::epoll;
+    let ep = match epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|ep| {
+        epoll::add(
+            &ep,
+            &wake_rx,
+            epoll::EventData::new_u64(WAKE_TOKEN),
+            epoll::EventFlags::IN,
+        )
+        .map(|()| ep)
+    }) {
+        Ok(ep) => ep,
+        Err(e) => {
+            eprintln!("proc-pool: epoll unavailable ({e}); the result thread uses poll");
+            return result_loop_poll(sh, wake_rx);
+        }
+    };
+    let mut watched: Vec<Watched> = Vec::new();
+    let mut at_eof: Vec<u32> = Vec::new();
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(2 * sh.config.processes + 8);
+    let mut refresh = true;
+    loop {
+        if refresh {
+            refresh = false;
+            let fresh: Vec<Watched> = {
+                let st = sh.lock();
+                if st.stop_threads {
+                    return;
+                }
+                st.workers
+                    .iter()
+                    .map(|w| Watched {
+                        pid: w.pid,
+                        conn: w.conn.clone(),
+                        sentinel: w.sentinel.clone(),
+                        conn_watched: false,
+                    })
+                    .collect()
+            };
+            // The old set out (its descriptors are still open: `watched` holds them), the
+            // new one in.
+            for w in &watched {
+                if w.conn_watched {
+                    if let Ok(fd) = w.conn.fd() {
+                        let _ = epoll::delete(&ep, fd);
+                    }
+                }
+                let _ = epoll::delete(&ep, &*w.sentinel);
+            }
+            watched = fresh;
+            at_eof.retain(|p| watched.iter().any(|w| w.pid == *p));
+            let mut failed = None;
+            for (i, w) in watched.iter_mut().enumerate() {
+                let token = 2 * i as u64;
+                if !at_eof.contains(&w.pid) {
+                    if let Ok(fd) = w.conn.fd() {
+                        match epoll::add(
+                            &ep,
+                            fd,
+                            epoll::EventData::new_u64(token),
+                            epoll::EventFlags::IN,
+                        ) {
+                            Ok(()) => w.conn_watched = true,
+                            Err(e) => failed = Some(e),
+                        }
+                    }
+                }
+                if let Err(e) = epoll::add(
+                    &ep,
+                    &*w.sentinel,
+                    epoll::EventData::new_u64(token + 1),
+                    epoll::EventFlags::IN,
+                ) {
+                    failed = Some(e);
+                }
+            }
+            if let Some(e) = failed {
+                eprintln!("proc-pool: epoll_ctl failed ({e}); the result thread uses poll");
+                drop(ep);
+                return result_loop_poll(sh, wake_rx);
+            }
+        }
+        events.clear();
+        match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                eprintln!("proc-pool: epoll_wait failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        }
+        // Results first, then deaths (a dead worker's last results are read before its
+        // death is handled, in both cases).
+        let mut deaths: Vec<usize> = Vec::new();
+        for ev in &events {
+            let data = ev.data;
+            let token = data.u64();
+            if token == WAKE_TOKEN {
+                let mut buf = [0u8; 64];
+                while matches!((&wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+                refresh = true;
+                continue;
+            }
+            let Some(w) = watched.get_mut((token / 2) as usize) else {
+                continue;
+            };
+            if token % 2 == 1 {
+                deaths.push((token / 2) as usize);
+                continue;
+            }
+            let mut replies = Vec::new();
+            // One message per wake-up: epoll is level-triggered, so more is read on the next
+            // turn (without the two system calls of a receive that finds nothing, on the
+            // usual path of one message per wake-up).
+            if read_one(&w.conn, &mut replies).is_err() {
+                at_eof.push(w.pid);
+                if let Ok(fd) = w.conn.fd() {
+                    let _ = epoll::delete(&ep, fd);
+                }
+                w.conn_watched = false;
+            }
+            deliver_all(sh.handle_replies(w.pid, replies));
+        }
+        for i in deaths {
+            let w = &watched[i];
+            let mut replies = Vec::new();
+            drain(&w.conn, &mut replies);
+            deliver_all(sh.handle_replies(w.pid, replies));
+            deliver_all(sh.handle_death(w.pid));
+            refresh = true;
+        }
+    }
+}
+
+/// [`result_loop`] with `poll`, which needs no descriptor of its own: the set is rebuilt on
+/// every turn.
+fn result_loop_poll(sh: Arc<Shared>, wake_rx: UnixStream) {
     let mut at_eof: Vec<u32> = Vec::new();
     loop {
         let snapshot: Vec<(u32, Connection, Arc<OwnedFd>)> = {
@@ -895,7 +1064,10 @@ fn result_loop(sh: Arc<Shared>, wake_rx: UnixStream) {
             }
             let (pid, conn, _) = &snapshot[i];
             let mut replies = Vec::new();
-            if drain(conn, &mut replies) {
+            // One message per wake-up: the poll is level-triggered, so more is read on the
+            // next turn (without the two system calls of a receive that finds nothing, on
+            // the usual path of one message per wake-up).
+            if read_one(conn, &mut replies).is_err() {
                 at_eof.push(*pid);
             }
             deliver_all(sh.handle_replies(*pid, replies));
