@@ -547,13 +547,15 @@ thread_local! {
 #[cfg(not(ipc_loom))]
 const PROBE_NANOS: u64 = 1_000;
 
-/// The longest spin, whatever ipc-sync's spin time. A side that keeps up with a running
-/// partner sees its commits microseconds apart; one that waits longer than this is better
-/// asleep: measured with 64 KiB items (a commit every ~6 us), a consumer spinning up to 50 us
-/// never slept and took the processor its producer needed on a loaded machine, halving the
-/// throughput.
+/// The longest spin, whatever ipc-sync's spin time. It must outlast a wake-up: on an idle
+/// virtual machine a sleeping partner takes tens of microseconds to wake, so with a 4 us cap a
+/// ping-pong settled into both sides sleeping (84 us a round trip, quiet 2-core VM) where a 50
+/// us cap keeps both sides awake (0.94 us), with the same 64 B and 64 KiB throughput. On an
+/// overloaded machine the adaptive budget below shrinks towards the probe, so a spinner soon
+/// stops taking the processor its partner needs (a fixed 50 us spin there halved 64 KiB
+/// throughput).
 #[cfg(not(ipc_loom))]
-const MAX_SPIN_NANOS: u64 = 4_000;
+const MAX_SPIN_NANOS: u64 = 50_000;
 
 /// Re-checks `ready` for a while before the caller sleeps; returns whether it became true. The
 /// other side, when it runs, usually commits within a microsecond or two: spinning then saves
